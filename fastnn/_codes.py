@@ -1,0 +1,50 @@
+"""Integer codes shared by the API and every backend.
+
+Compiled kernels (Numba, Cython) cannot take Python strings cheaply, so the API
+translates names into these small integers once per ``fit``. Every backend reads
+the same table; change it here only.
+"""
+
+from __future__ import annotations
+
+# Activations ------------------------------------------------------------------
+IDENTITY = 0
+SIGMOID = 1
+TANH = 2
+RELU = 3
+LEAKY_RELU = 4
+SOFTMAX = 5
+
+ACTIVATION_CODES: dict[str, int] = {
+    "identity": IDENTITY,
+    "sigmoid": SIGMOID,
+    "tanh": TANH,
+    "relu": RELU,
+    "leaky_relu": LEAKY_RELU,
+    "softmax": SOFTMAX,
+}
+ACTIVATION_NAMES: dict[int, str] = {v: k for k, v in ACTIVATION_CODES.items()}
+
+# Losses -------------------------------------------------------------------------
+# Every loss works on the raw outputs of the last layer (logits where a softmax or
+# sigmoid is fused in) and returns the mean over the batch.
+LOSS_MSE = 0  # targets float (n, k)
+LOSS_CROSS_ENTROPY = 1  # targets int64 class indices (n,)
+LOSS_CROSS_ENTROPY_SOFT = 2  # targets float probabilities (n, k)
+LOSS_BINARY_CROSS_ENTROPY = 3  # targets float in [0, 1] (n, k)
+LOSS_KL_DIVERGENCE = 4  # targets float probabilities (n, k)
+
+# Optimizers -----------------------------------------------------------------
+OPT_SGD = 0  # plain SGD (momentum == 0)
+OPT_MOMENTUM = 1  # heavy-ball or Nesterov momentum
+OPT_ADAM = 2
+
+# Layout of the float64 hyper-parameter vector handed to ``train_epoch``.
+H_LR = 0
+H_MOMENTUM = 1
+H_NESTEROV = 2  # 0.0 or 1.0
+H_WEIGHT_DECAY = 3
+H_BETA1 = 4
+H_BETA2 = 5
+H_EPS = 6
+N_HYPER = 7

@@ -1,0 +1,127 @@
+"""Argument checks for the compiled kernels' Python entry points.
+
+Compiled code indexes raw memory: a wrong shape there is a segfault or a silently wrong answer,
+not an exception. The thin Python wrappers of the Numba and Cython backends call these checks
+before any compiled code runs, so every mistake is a ``ValueError``/``TypeError`` naming the
+argument. ``train_epoch`` checks once per epoch, not per batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._codes import ACTIVATION_NAMES, LOSS_CROSS_ENTROPY
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _array(name: str, a: object, ndim: int, dtype: np.dtype | None) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{name} has dtype {a.dtype}, expected {dtype}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    return a
+
+
+def float_dtype(name: str, a: object) -> np.dtype:
+    """The dtype of ``a`` if it is a float32/float64 array, else a TypeError."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
+    return a.dtype
+
+
+def _shape(name: str, a: np.ndarray, shape: tuple[int, ...]) -> None:
+    if a.shape != shape:
+        raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
+
+
+def _act(act: int) -> None:
+    if int(act) not in ACTIVATION_NAMES:
+        raise ValueError(f"unknown activation code {act}; valid: {sorted(ACTIVATION_NAMES)}")
+
+
+def check_dense_forward(x, W, b, act, out) -> None:  # noqa: ANN001
+    dt = float_dtype("x", x)
+    _array("x", x, 2, dt)
+    _array("W", W, 2, dt)
+    _array("b", b, 1, dt)
+    _array("out", out, 2, dt)
+    n, d = x.shape
+    if W.shape[0] != d:
+        raise ValueError(f"x has {d} features but W has shape {W.shape}")
+    k = W.shape[1]
+    _shape("b", b, (k,))
+    _shape("out", out, (n, k))
+    _act(act)
+
+
+def check_dense_backward(x, W, a, grad, act, dW_out, db_out, grad_x_out) -> None:  # noqa: ANN001
+    check_dense_forward(x, W, db_out, act, a)
+    dt = x.dtype
+    _array("grad", grad, 2, dt)
+    _shape("grad", grad, a.shape)
+    _array("dW_out", dW_out, 2, dt)
+    _shape("dW_out", dW_out, W.shape)
+    if grad_x_out is not None:
+        _array("grad_x_out", grad_x_out, 2, dt)
+        _shape("grad_x_out", grad_x_out, x.shape)
+
+
+def check_loss(outputs, targets, grad_out, class_indices: bool) -> None:  # noqa: ANN001
+    dt = float_dtype("outputs", outputs)
+    _array("outputs", outputs, 2, dt)
+    _array("grad_out", grad_out, 2, dt)
+    _shape("grad_out", grad_out, outputs.shape)
+    if class_indices:
+        _array("targets", targets, 1, np.dtype(np.int64))
+        _shape("targets", targets, outputs.shape[:1])
+        if targets.size and (targets.min() < 0 or targets.max() >= outputs.shape[1]):
+            raise ValueError(
+                f"class labels must lie in [0, {outputs.shape[1] - 1}], "
+                f"got [{targets.min()}, {targets.max()}]"
+            )
+    else:
+        _array("targets", targets, 2, dt)
+        _shape("targets", targets, outputs.shape)
+
+
+def check_update(param, *state) -> None:  # noqa: ANN001
+    dt = float_dtype("param", param)
+    _array("param", param, 1, dt)
+    for i, s in enumerate(state):
+        _array(f"argument {i + 2}", s, 1, dt)
+        _shape(f"argument {i + 2}", s, param.shape)
+
+
+def check_train_epoch(ws, X, targets, order, batch_size, batch_losses) -> None:  # noqa: ANN001
+    dt = ws.dtype
+    _array("X", X, 2, dt)
+    n = X.shape[0]
+    if X.shape[1] != ws.weights[0].shape[0]:
+        raise ValueError(f"X has {X.shape[1]} features, the network expects {ws.weights[0].shape[0]}")
+    if ws.loss == LOSS_CROSS_ENTROPY:
+        _array("targets", targets, 1, np.dtype(np.int64))
+        _shape("targets", targets, (n,))
+        k = ws.weights[-1].shape[1]
+        if n and (targets.min() < 0 or targets.max() >= k):
+            raise ValueError(f"class labels must lie in [0, {k - 1}]")
+    else:
+        _array("targets", targets, 2, dt)
+        _shape("targets", targets, (n, ws.weights[-1].shape[1]))
+    _array("order", order, 1, np.dtype(np.int64))
+    _shape("order", order, (n,))
+    if n and (order.min() < 0 or order.max() >= n):
+        raise ValueError("order must hold indices in [0, n)")
+    if not 1 <= batch_size <= ws.batch_size:
+        raise ValueError(f"batch_size must lie in [1, {ws.batch_size}], got {batch_size}")
+    _array("batch_losses", batch_losses, 1, np.dtype(np.float64))
+    _shape("batch_losses", batch_losses, (-(-n // batch_size),))
+    for i, (w, b) in enumerate(zip(ws.weights, ws.biases)):
+        _array(f"weights[{i}]", w, 2, dt)
+        _array(f"biases[{i}]", b, 1, dt)
