@@ -48,3 +48,12 @@ H_BETA1 = 4
 H_BETA2 = 5
 H_EPS = 6
 N_HYPER = 7
+
+# Name of each loss kernel in every backend module (the kernel contract).
+LOSS_KERNEL_NAMES: dict[int, str] = {
+    LOSS_MSE: "mse",
+    LOSS_CROSS_ENTROPY: "softmax_cross_entropy",
+    LOSS_CROSS_ENTROPY_SOFT: "softmax_cross_entropy_soft",
+    LOSS_BINARY_CROSS_ENTROPY: "binary_cross_entropy",
+    LOSS_KL_DIVERGENCE: "kl_divergence",
+}

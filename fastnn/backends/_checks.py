@@ -104,7 +104,9 @@ def check_train_epoch(ws, X, targets, order, batch_size, batch_losses) -> None: 
     _array("X", X, 2, dt)
     n = X.shape[0]
     if X.shape[1] != ws.weights[0].shape[0]:
-        raise ValueError(f"X has {X.shape[1]} features, the network expects {ws.weights[0].shape[0]}")
+        raise ValueError(
+            f"X has {X.shape[1]} features, the network expects {ws.weights[0].shape[0]}"
+        )
     if ws.loss == LOSS_CROSS_ENTROPY:
         _array("targets", targets, 1, np.dtype(np.int64))
         _shape("targets", targets, (n,))
@@ -122,6 +124,6 @@ def check_train_epoch(ws, X, targets, order, batch_size, batch_losses) -> None: 
         raise ValueError(f"batch_size must lie in [1, {ws.batch_size}], got {batch_size}")
     _array("batch_losses", batch_losses, 1, np.dtype(np.float64))
     _shape("batch_losses", batch_losses, (-(-n // batch_size),))
-    for i, (w, b) in enumerate(zip(ws.weights, ws.biases)):
+    for i, (w, b) in enumerate(zip(ws.weights, ws.biases, strict=True)):
         _array(f"weights[{i}]", w, 2, dt)
         _array(f"biases[{i}]", b, 1, dt)

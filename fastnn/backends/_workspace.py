@@ -149,7 +149,7 @@ class Workspace:
         own = self.state_arrays()
         if len(arrays) != len(own):
             raise ValueError(f"expected {len(own)} optimizer state arrays, got {len(arrays)}")
-        for dst, src in zip(own, arrays):
+        for dst, src in zip(own, arrays, strict=True):
             if dst.shape != np.shape(src):
                 raise ValueError(f"optimizer state shape {np.shape(src)} != {dst.shape}")
             dst[...] = src

@@ -9,11 +9,12 @@ results). Notation: ``x`` layer input (n, d), ``W`` weights (d, k), ``b`` bias (
 
 from __future__ import annotations
 
-import math
+import sys
 
 import numpy as np
 
 from .. import _codes as C
+from . import _eager
 from ._workspace import Workspace
 
 NAME = "numpy"
@@ -171,15 +172,6 @@ def binary_cross_entropy(outputs: np.ndarray, targets: np.ndarray, grad_out: np.
     return loss
 
 
-LOSS_KERNELS = {
-    C.LOSS_MSE: "mse",
-    C.LOSS_CROSS_ENTROPY: "softmax_cross_entropy",
-    C.LOSS_CROSS_ENTROPY_SOFT: "softmax_cross_entropy_soft",
-    C.LOSS_BINARY_CROSS_ENTROPY: "binary_cross_entropy",
-    C.LOSS_KL_DIVERGENCE: "kl_divergence",
-}
-
-
 # Optimizers: in place on flat views ------------------------------------------------------------
 def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float, weight_decay: float) -> None:
     """g = grad + wd * param;  param -= lr * g."""
@@ -234,49 +226,7 @@ def adam_update(
     param -= dt(step_size) * (m / denom)
 
 
-def apply_update(ws: Workspace) -> None:
-    """One optimizer step on every parameter, in the order W0, b0, W1, b1, ..."""
-    ws.step += 1
-    for i in range(ws.n_layers):
-        pairs = (
-            (ws.weights[i], ws.dW[i], ws.state1_w[i], ws.state2_w[i]),
-            (ws.biases[i], ws.db[i], ws.state1_b[i], ws.state2_b[i]),
-        )
-        for param, grad, s1, s2 in pairs:
-            p, g, s1, s2 = param.reshape(-1), grad.reshape(-1), s1.reshape(-1), s2.reshape(-1)
-            if ws.optimizer == C.OPT_SGD:
-                sgd_update(p, g, ws.lr, ws.weight_decay)
-            elif ws.optimizer == C.OPT_MOMENTUM:
-                momentum_update(p, g, s1, ws.lr, ws.momentum, ws.nesterov, ws.weight_decay)
-            else:
-                b1, b2 = ws.betas
-                adam_update(p, g, s1, s2, ws.lr, b1, b2, ws.eps, ws.weight_decay, ws.step)
-
-
-# One batch and one epoch ---------------------------------------------------------------------
-def train_batch(ws: Workspace, n: int) -> float:
-    """Forward, loss, backward on the first ``n`` rows of ``ws.x_batch`` / ``ws.y_batch``.
-
-    Leaves the gradients in ``ws.dW`` / ``ws.db`` and returns the loss; no update.
-    """
-    x = ws.x_batch[:n]
-    for i in range(ws.n_layers):
-        dense_forward(x, ws.weights[i], ws.biases[i], ws.acts[i], ws.slopes[i], ws.outputs[i][:n])
-        x = ws.outputs[i][:n]
-    loss_kernel = globals()[LOSS_KERNELS[ws.loss]]
-    loss = loss_kernel(x, ws.y_batch[:n], ws.grads[-1][:n])
-    if not math.isfinite(loss):
-        return loss
-    for i in range(ws.n_layers - 1, -1, -1):
-        inputs = ws.x_batch[:n] if i == 0 else ws.outputs[i - 1][:n]
-        grad_x = None if i == 0 else ws.grads[i - 1][:n]
-        dense_backward(
-            inputs, ws.weights[i], ws.outputs[i][:n], ws.grads[i][:n],
-            ws.acts[i], ws.slopes[i], ws.dW[i], ws.db[i], grad_x,
-        )  # fmt: skip
-    return loss
-
-
+# One epoch: the shared per-batch loop over this module's kernels ---------------------------------
 def train_epoch(
     ws: Workspace,
     X: np.ndarray,
@@ -285,18 +235,10 @@ def train_epoch(
     batch_size: int,
     batch_losses: np.ndarray,
 ) -> int:
-    """One epoch of mini-batch gradient descent, batch by batch (see the contract)."""
-    n = X.shape[0]
-    done = 0
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        m = idx.shape[0]
-        np.take(X, idx, axis=0, out=ws.x_batch[:m])
-        np.take(targets, idx, axis=0, out=ws.y_batch[:m])
-        loss = train_batch(ws, m)
-        batch_losses[done] = loss
-        done += 1
-        if not math.isfinite(loss):
-            break
-        apply_update(ws)
-    return done
+    """One epoch of mini-batch gradient descent, batch by batch (see the contract).
+
+    For every batch: gather, ``dense_forward`` per layer, the loss kernel, ``dense_backward``
+    per layer in reverse, then one optimizer update per parameter.
+    """
+    this = sys.modules[__name__]
+    return _eager.eager_epoch(this, ws, X, targets, order, batch_size, batch_losses)

@@ -1,0 +1,95 @@
+"""The per-batch training loop, written once over any backend's kernels.
+
+The reference backend's ``train_epoch`` *is* this loop over its own kernels; the API runs it
+over a compiled backend's kernels when it needs Python between batches (diagnostics, gradient
+clipping, per-batch callbacks), and the parity tests compare every fused ``train_epoch`` with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from types import ModuleType
+
+import numpy as np
+
+from .. import _codes as C
+from ._workspace import Workspace
+
+
+def forward_backward(B: ModuleType, ws: Workspace, n: int) -> float:
+    """Forward, loss and backward on the first ``n`` rows of ``ws.x_batch`` / ``ws.y_batch``.
+
+    Leaves the gradients in ``ws.dW`` / ``ws.db`` and returns the loss. When the loss is not
+    finite it returns at once (no backward).
+    """
+    x = ws.x_batch[:n]
+    for i in range(ws.n_layers):
+        out = ws.outputs[i][:n]
+        B.dense_forward(x, ws.weights[i], ws.biases[i], int(ws.acts[i]), float(ws.slopes[i]), out)
+        x = out
+    loss_kernel = getattr(B, C.LOSS_KERNEL_NAMES[ws.loss])
+    loss = loss_kernel(x, ws.y_batch[:n], ws.grads[-1][:n])
+    if not math.isfinite(loss):
+        return loss
+    for i in range(ws.n_layers - 1, -1, -1):
+        inputs = ws.x_batch[:n] if i == 0 else ws.outputs[i - 1][:n]
+        grad_x = None if i == 0 else ws.grads[i - 1][:n]
+        B.dense_backward(
+            inputs, ws.weights[i], ws.outputs[i][:n], ws.grads[i][:n],
+            int(ws.acts[i]), float(ws.slopes[i]), ws.dW[i], ws.db[i], grad_x,
+        )  # fmt: skip
+    return loss
+
+
+def apply_update(B: ModuleType, ws: Workspace) -> None:
+    """One optimizer step on every parameter, in the order W0, b0, W1, b1, ..."""
+    ws.step += 1
+    lr, mu, nesterov, wd = ws.lr, ws.momentum, ws.nesterov, ws.weight_decay
+    b1, b2 = ws.betas
+    for i in range(ws.n_layers):
+        pairs = (
+            (ws.weights[i], ws.dW[i], ws.state1_w[i], ws.state2_w[i]),
+            (ws.biases[i], ws.db[i], ws.state1_b[i], ws.state2_b[i]),
+        )
+        for param, grad, s1, s2 in pairs:
+            p, g = param.reshape(-1), grad.reshape(-1)
+            if ws.optimizer == C.OPT_SGD:
+                B.sgd_update(p, g, lr, wd)
+            elif ws.optimizer == C.OPT_MOMENTUM:
+                B.momentum_update(p, g, s1.reshape(-1), lr, mu, nesterov, wd)
+            else:
+                B.adam_update(p, g, s1.reshape(-1), s2.reshape(-1), lr, b1, b2, ws.eps, wd, ws.step)
+
+
+def eager_epoch(
+    B: ModuleType,
+    ws: Workspace,
+    X: np.ndarray,
+    targets: np.ndarray,
+    order: np.ndarray,
+    batch_size: int,
+    batch_losses: np.ndarray,
+    after_backward: Callable[[int, int], None] | None = None,
+) -> int:
+    """One epoch, batch by batch, with the semantics of ``train_epoch`` (see the contract).
+
+    ``after_backward(batch_index, n_rows)``, when given, runs between the backward pass and the
+    update of every batch (gradient clipping and diagnostics hook in there).
+    """
+    n = X.shape[0]
+    done = 0
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        m = idx.shape[0]
+        np.take(X, idx, axis=0, out=ws.x_batch[:m])
+        np.take(targets, idx, axis=0, out=ws.y_batch[:m])
+        loss = forward_backward(B, ws, m)
+        batch_losses[done] = loss
+        done += 1
+        if not math.isfinite(loss):
+            break
+        if after_backward is not None:
+            after_backward(done - 1, m)
+        apply_update(B, ws)
+    return done
