@@ -52,8 +52,10 @@ Optimizer updates, in place, on flat 1-D views (``param.reshape(-1)``):
 ``train_epoch(ws, X, targets, order, batch_size, batch_losses) -> int``
     The fast path: one whole epoch. ``ws`` is a :class:`fastnn.backends._workspace.Workspace`
     (parameters, optimizer state and every buffer); X (n, d) IN in the model dtype; targets IN as
-    the loss expects (int64 (n,) or float (n, k)); order (n,) int64 IN, a permutation of
-    ``range(n)``; batch_losses (ceil(n / batch_size),) float64 OUT. For every batch
+    the loss expects (int64 (n,) or float (n, k)); order (m,) int64 IN, indices into X (a
+    permutation of ``range(n)`` for a whole epoch; the API may pass consecutive slices of one
+    permutation, cut at multiples of batch_size, to report progress);
+    batch_losses (ceil(m / batch_size),) float64 OUT. For every batch
     ``idx = order[i*bs:(i+1)*bs]`` (the last one ragged): gather X[idx] and targets[idx] into the
     workspace, ``dense_forward`` through every layer, the loss kernel, ``dense_backward`` from the
     last layer to the first (no input gradient for the first), then update every parameter in the

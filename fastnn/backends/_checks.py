@@ -117,13 +117,12 @@ def check_train_epoch(ws, X, targets, order, batch_size, batch_losses) -> None: 
         _array("targets", targets, 2, dt)
         _shape("targets", targets, (n, ws.weights[-1].shape[1]))
     _array("order", order, 1, np.dtype(np.int64))
-    _shape("order", order, (n,))
-    if n and (order.min() < 0 or order.max() >= n):
-        raise ValueError("order must hold indices in [0, n)")
+    if order.size and (order.min() < 0 or order.max() >= n):
+        raise ValueError(f"order must hold indices in [0, {n})")
     if not 1 <= batch_size <= ws.batch_size:
         raise ValueError(f"batch_size must lie in [1, {ws.batch_size}], got {batch_size}")
     _array("batch_losses", batch_losses, 1, np.dtype(np.float64))
-    _shape("batch_losses", batch_losses, (-(-n // batch_size),))
+    _shape("batch_losses", batch_losses, (-(-order.shape[0] // batch_size),))
     for i, (w, b) in enumerate(zip(ws.weights, ws.biases, strict=True)):
         _array(f"weights[{i}]", w, 2, dt)
         _array(f"biases[{i}]", b, 1, dt)

@@ -77,9 +77,8 @@ def eager_epoch(
     ``after_backward(batch_index, n_rows)``, when given, runs between the backward pass and the
     update of every batch (gradient clipping and diagnostics hook in there).
     """
-    n = X.shape[0]
     done = 0
-    for start in range(0, n, batch_size):
+    for start in range(0, order.shape[0], batch_size):
         idx = order[start : start + batch_size]
         m = idx.shape[0]
         np.take(X, idx, axis=0, out=ws.x_batch[:m])
