@@ -1,3 +1,43 @@
-"""fastnn: small neural networks on a CPU, fast, from code a newcomer can read."""
+"""fastnn: small neural networks on a CPU, fast, from code a newcomer can read.
+
+The public API::
+
+    model = fastnn.Sequential([fastnn.Dense(784, 128, "relu"), fastnn.Dense(128, 10)], seed=0)
+    history = model.fit(X, y, loss="cross_entropy", optimizer=fastnn.SGD(0.1), batch_size=32)
+
+Kernels come from a backend: the NumPy reference, or the compiled Numba and Cython backends
+(``fastnn.available_backends()``).
+"""
 
 __version__ = "0.1.0"
+
+from . import losses, optimizers
+from .backends import available_backends, backend_status, get_backend, set_backend
+from .callbacks import Callback, ProgressBar
+from .errors import TrainingDivergedError
+from .history import History
+from .layers import Dense
+from .model import Sequential
+from .optimizers import SGD, Adam
+from .perceptron import Perceptron
+from .threads import get_num_threads, set_num_threads
+
+__all__ = [
+    "Adam",
+    "Callback",
+    "Dense",
+    "History",
+    "Perceptron",
+    "ProgressBar",
+    "SGD",
+    "Sequential",
+    "TrainingDivergedError",
+    "available_backends",
+    "backend_status",
+    "get_backend",
+    "get_num_threads",
+    "losses",
+    "optimizers",
+    "set_backend",
+    "set_num_threads",
+]
