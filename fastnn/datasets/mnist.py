@@ -94,7 +94,9 @@ def _read_checked(path: Path, stem: str, verify: bool) -> np.ndarray:
     is_images = "images" in stem
     if array.dtype != np.uint8 or array.ndim != (3 if is_images else 1):
         want = "3-D (n, h, w)" if is_images else "1-D (n,)"
-        raise ValueError(f"{path}: expected {want} uint8, got {array.dtype} of shape {array.shape}")
+        raise ValueError(
+            f"{path}: expected {want} uint8, got {array.dtype.name} of shape {array.shape}"
+        )
     if not is_images and array.size and int(array.max()) >= _N_CLASSES:
         raise ValueError(f"{path}: label {int(array.max())} outside 0..{_N_CLASSES - 1}")
     if verify and key not in _verified:
