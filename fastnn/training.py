@@ -172,10 +172,12 @@ def fit(
             chunk = order[start : start + per_slice]
             first = start // batch_size
             out = batch_losses[first : first + -(-chunk.shape[0] // batch_size)]
-            if hook is None:
-                k = B.train_epoch(ws, X, targets, chunk, batch_size, out)
-            else:
-                k = _eager.eager_epoch(B, ws, X, targets, chunk, batch_size, out, hook)
+            # Overflow is detected from the loss and reported as TrainingDivergedError.
+            with np.errstate(over="ignore", invalid="ignore"):
+                if hook is None:
+                    k = B.train_epoch(ws, X, targets, chunk, batch_size, out)
+                else:
+                    k = _eager.eager_epoch(B, ws, X, targets, chunk, batch_size, out, hook)
             done = first + k
             if k < out.shape[0] or not math.isfinite(out[k - 1]):
                 break
