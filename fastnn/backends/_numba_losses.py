@@ -1,0 +1,136 @@
+"""Numba loss kernels: value and gradient in one pass over the raw outputs.
+
+Design:
+
+A. Every loss returns the batch mean in float64 and writes ``grad`` (n, k) in the model dtype;
+   per-element arithmetic runs in float64 (cheap: k is the number of outputs), so float32 models
+   get the reference's float64 loss.
+B. Targets are always 2-D here: class indices arrive as an int64 (n, 1) view. Then every
+   loss type-checks for both target kinds, and :func:`loss_value_grad` can dispatch on the loss
+   code at run time inside the compiled epoch (one specialization per target dtype).
+C. Softmax losses take the row maximum first (stable log-sum-exp); the gradient entries are
+   ``exp(o - lse)`` computed in float64, so ``p - 1`` of the true class does not cancel in
+   float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._codes import (
+    LOSS_BINARY_CROSS_ENTROPY,
+    LOSS_CROSS_ENTROPY,
+    LOSS_CROSS_ENTROPY_SOFT,
+    LOSS_KL_DIVERGENCE,
+    LOSS_MSE,
+)
+from ._jit import kernel
+
+
+@kernel
+def _log_sum_exp(row: np.ndarray) -> float:
+    top = np.float64(row[0])
+    for c in range(1, row.shape[0]):
+        top = max(top, np.float64(row[c]))
+    total = 0.0
+    for c in range(row.shape[0]):
+        total += math.exp(np.float64(row[c]) - top)
+    return top + math.log(total)
+
+
+@kernel
+def mse(outputs: np.ndarray, targets: np.ndarray, grad: np.ndarray) -> float:
+    """L = mean of (o - t)^2 over n*k elements; grad = 2 (o - t) / (n k).  t (n, k)."""
+    n, k = outputs.shape
+    scale = grad.dtype.type(2.0 / (n * k))
+    total = 0.0
+    for i in range(n):
+        for c in range(k):
+            diff = outputs[i, c] - targets[i, c]
+            total += np.float64(diff) * np.float64(diff)
+            grad[i, c] = diff * scale
+    return total / (n * k)
+
+
+@kernel
+def softmax_cross_entropy(outputs: np.ndarray, targets: np.ndarray, grad: np.ndarray) -> float:
+    """L = mean_i [lse(o_i) - o_i[t_i]]; grad = (softmax(o) - onehot(t)) / n.  t (n, 1) int."""
+    n, k = outputs.shape
+    inv_n = 1.0 / n
+    total = 0.0
+    for i in range(n):
+        row = outputs[i]
+        lse = _log_sum_exp(row)
+        label = np.int64(targets[i, 0])
+        total += lse - np.float64(row[label])
+        for c in range(k):
+            grad[i, c] = math.exp(np.float64(row[c]) - lse) * inv_n
+        grad[i, label] = (math.exp(np.float64(row[label]) - lse) - 1.0) * inv_n
+    return total * inv_n
+
+
+@kernel
+def _soft_targets(outputs, targets, grad, with_entropy):
+    n, k = outputs.shape
+    inv_n = 1.0 / n
+    total = 0.0
+    for i in range(n):
+        row = outputs[i]
+        lse = _log_sum_exp(row)
+        mass = 0.0
+        for c in range(k):
+            mass += np.float64(targets[i, c])
+        for c in range(k):
+            t = np.float64(targets[i, c])
+            logp = np.float64(row[c]) - lse
+            total -= t * logp
+            if with_entropy and t > 0.0:
+                total += t * math.log(t)
+            grad[i, c] = (math.exp(logp) * mass - t) * inv_n
+    return total * inv_n
+
+
+@kernel
+def softmax_cross_entropy_soft(outputs: np.ndarray, targets: np.ndarray, grad: np.ndarray) -> float:
+    """L = mean_i [-sum_j t_ij log softmax(o_i)_j]; grad = (softmax(o) sum_j t_ij - t) / n."""
+    return _soft_targets(outputs, targets, grad, False)
+
+
+@kernel
+def kl_divergence(outputs: np.ndarray, targets: np.ndarray, grad: np.ndarray) -> float:
+    """L = mean_i sum_j t_ij (log t_ij - log softmax(o_i)_j), 0 log 0 = 0; soft-CE gradient."""
+    return _soft_targets(outputs, targets, grad, True)
+
+
+@kernel
+def binary_cross_entropy(outputs: np.ndarray, targets: np.ndarray, grad: np.ndarray) -> float:
+    """Sigmoid fused: L = mean of softplus(o) - t o; grad = (sigmoid(o) - t) / (n k)."""
+    n, k = outputs.shape
+    inv = 1.0 / (n * k)
+    total = 0.0
+    for i in range(n):
+        for c in range(k):
+            o = np.float64(outputs[i, c])
+            t = np.float64(targets[i, c])
+            # softplus(o) = max(o, 0) + log1p(exp(-|o|)) never overflows.
+            total += max(o, 0.0) + math.log1p(math.exp(-abs(o))) - t * o
+            grad[i, c] = (0.5 * (math.tanh(0.5 * o) + 1.0) - t) * inv
+    return total * inv
+
+
+@kernel
+def loss_value_grad(loss: int, outputs: np.ndarray, targets: np.ndarray, grad: np.ndarray) -> float:
+    """Dispatch on the loss code of :mod:`fastnn._codes` (targets 2-D, see Design B)."""
+    if loss == LOSS_CROSS_ENTROPY:
+        return softmax_cross_entropy(outputs, targets, grad)
+    if loss == LOSS_MSE:
+        return mse(outputs, targets, grad)
+    if loss == LOSS_CROSS_ENTROPY_SOFT:
+        return softmax_cross_entropy_soft(outputs, targets, grad)
+    if loss == LOSS_BINARY_CROSS_ENTROPY:
+        return binary_cross_entropy(outputs, targets, grad)
+    if loss == LOSS_KL_DIVERGENCE:
+        return kl_divergence(outputs, targets, grad)
+    return math.nan

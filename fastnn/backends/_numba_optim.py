@@ -1,0 +1,119 @@
+"""Numba optimizer updates, in place, one pass over flat 1-D parameter views.
+
+Design:
+
+A. Each update reads param, grad and its state once and writes them once (NumPy's version
+   makes several passes and temporaries). Hyper-parameters are cast to the parameter dtype
+   first, as the reference does, so float32 models see float32 arithmetic.
+B. :func:`update_rows` is the epoch's shortcut for plain SGD without weight decay on a
+   weight matrix whose gradient is zero outside the ``dirty`` rows (sparse first layer):
+   the other rows would be unchanged by ``param -= lr * 0``, so they are skipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._codes import (
+    H_BETA1,
+    H_BETA2,
+    H_EPS,
+    H_LR,
+    H_MOMENTUM,
+    H_NESTEROV,
+    H_WEIGHT_DECAY,
+    OPT_ADAM,
+    OPT_MOMENTUM,
+)
+from ._jit import kernel
+
+
+@kernel
+def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float, weight_decay: float) -> None:
+    """g = grad + wd * param;  param -= lr * g.  All (p,)."""
+    dt = param.dtype.type
+    rate = dt(lr)
+    if weight_decay:
+        shrink = dt(1.0 - lr * weight_decay)
+        for i in range(param.shape[0]):
+            param[i] = param[i] * shrink - rate * grad[i]
+    else:
+        for i in range(param.shape[0]):
+            param[i] -= rate * grad[i]
+
+
+@kernel
+def update_rows(W: np.ndarray, dW: np.ndarray, lr: float, dirty: np.ndarray) -> None:
+    """W[j] -= lr * dW[j] for the rows j where dirty[j] (Design B).  W, dW (d, k), dirty (d,)."""
+    rate = W.dtype.type(lr)
+    for j in range(W.shape[0]):
+        if dirty[j]:
+            w = W[j]
+            g = dW[j]
+            for c in range(W.shape[1]):
+                w[c] -= rate * g[c]
+
+
+@kernel
+def momentum_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    velocity: np.ndarray,
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+):
+    """g = grad + wd * param;  v = mu v + g;  param -= lr * (g + mu v if nesterov else v)."""
+    dt = param.dtype.type
+    rate, mu, wd = dt(lr), dt(momentum), dt(weight_decay)
+    for i in range(param.shape[0]):
+        g = grad[i] + wd * param[i] if weight_decay else grad[i]
+        v = mu * velocity[i] + g
+        velocity[i] = v
+        param[i] -= rate * (g + mu * v if nesterov else v)
+
+
+@kernel
+def adam_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    step: int,
+):
+    """g = grad + wd param; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+    param -= lr m_hat / (sqrt(v_hat) + eps), m_hat = m / (1-b1^t), v_hat = v / (1-b2^t).
+    """
+    dt = param.dtype.type
+    b1, b2, wd, e = dt(beta1), dt(beta2), dt(weight_decay), dt(eps)
+    c1, c2 = dt(1.0 - beta1), dt(1.0 - beta2)
+    step_size = dt(lr / (1.0 - beta1**step))
+    bias2 = dt(1.0 - beta2**step)
+    for i in range(param.shape[0]):
+        g = grad[i] + wd * param[i] if weight_decay else grad[i]
+        mi = b1 * m[i] + c1 * g
+        vi = b2 * v[i] + c2 * (g * g)
+        m[i] = mi
+        v[i] = vi
+        param[i] -= step_size * (mi / (np.sqrt(vi / bias2) + e))
+
+
+@kernel
+def update(
+    optimizer: int, param: np.ndarray, grad: np.ndarray, s1: np.ndarray, s2: np.ndarray,
+    hyper: np.ndarray, step: int,
+):  # fmt: skip
+    """One step of the optimizer code on flat views; s1/s2 its state; hyper (N_HYPER,)."""
+    lr, wd = hyper[H_LR], hyper[H_WEIGHT_DECAY]
+    if optimizer == OPT_MOMENTUM:
+        momentum_update(param, grad, s1, lr, hyper[H_MOMENTUM], hyper[H_NESTEROV] != 0.0, wd)
+    elif optimizer == OPT_ADAM:
+        adam_update(param, grad, s1, s2, lr, hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPS], wd, step)
+    else:
+        sgd_update(param, grad, lr, wd)
