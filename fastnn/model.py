@@ -63,6 +63,7 @@ class Sequential:
         self._mse_labels = False
         self.loss: Loss | None = None  # set by fit: decides what predict returns
         self.optimizer: Optimizer | None = None
+        self.backend: str | None = None  # fit's backend= choice; predict and evaluate reuse it
         self.stop_training = False
 
     # -- structure -------------------------------------------------------------------------
@@ -144,7 +145,7 @@ class Sequential:
         return C.ACTIVATION_CODES[declared]
 
     def _forward_all(self, X: np.ndarray, last_act: int, backend: str | None = None) -> np.ndarray:
-        B = resolve_backend(backend)
+        B = resolve_backend(backend or self.backend)
         X = check_X(X, self.n_features, self.dtype)
         n = X.shape[0]
         out = np.empty((n, self.n_outputs), dtype=self.dtype)
@@ -206,7 +207,8 @@ class Sequential:
         targets = loss_obj.prepare_targets(y_arr, self.n_outputs, self.dtype)
         fused = bool(loss_obj.fused_activations)
         outputs = self._forward_all(X, C.IDENTITY if fused else self.layers[-1].act_code)
-        kernel = getattr(resolve_backend(), C.LOSS_KERNEL_NAMES[loss_obj.code(targets)])
+        B = resolve_backend(self.backend)
+        kernel = getattr(B, C.LOSS_KERNEL_NAMES[loss_obj.code(targets)])
         result = {"loss": float(kernel(outputs, targets, np.empty_like(outputs)))}
         if loss_obj.name != "mse" or y_arr.ndim == 1:
             result["accuracy"] = accuracy(outputs, targets, loss_obj)

@@ -118,6 +118,7 @@ def fit(
     model.loss, model.optimizer = loss_obj, opt
     model._mse_labels = loss_obj.name == "mse" and y_arr.ndim == 1 and model.n_outputs > 1
     B = resolve_backend(backend)
+    model.backend = backend
 
     acts = [layer.act_code for layer in model.layers]
     if last in loss_obj.fused_activations:
