@@ -81,6 +81,7 @@ AUTO_ORDER: tuple[str, ...] = ("cython", "numba", "numpy")
 _loaded: dict[str, ModuleType] = {}
 _failures: dict[str, str] = {}
 _current: str | None = None
+_warned: set[str] = set()
 
 
 def _try_load(name: str) -> ModuleType | None:
@@ -145,12 +146,14 @@ def resolve_backend(name: str | None = None) -> ModuleType:
         raise ImportError("no fastnn backend could be loaded")  # numpy always loads
     module = _try_load(key)
     if module is None:
-        warnings.warn(
-            f"fastnn backend {key!r} is unavailable ({_failures[key]}); "
-            "using the 'numpy' reference instead",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        if key not in _warned:  # one warning per backend and process, not one per fit
+            _warned.add(key)
+            warnings.warn(
+                f"fastnn backend {key!r} is unavailable ({_failures[key]}); "
+                "using the 'numpy' reference instead",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         module = _try_load("numpy")
         assert module is not None
     return module
