@@ -215,6 +215,7 @@ def fit(
         if recorder is not None:
             history.diagnostics.append(recorder.end_epoch(epoch))
         logs["seconds"] = seconds
+        _keep_state(opt, ws)  # a checkpoint saved by a callback then holds the live state
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)
         if model.stop_training:
