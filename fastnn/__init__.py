@@ -11,11 +11,13 @@ Kernels come from a backend: the NumPy reference, or the compiled Numba and Cyth
 
 __version__ = "0.1.0"
 
-from . import losses, optimizers
+from . import losses, optimizers, schedules
 from .backends import available_backends, backend_status, get_backend, set_backend
 from .callbacks import Callback, ProgressBar
+from .callbacks_extra import EarlyStopping, ModelCheckpoint
 from .errors import TrainingDivergedError
 from .history import History
+from .io import load
 from .layers import Dense
 from .model import Sequential
 from .optimizers import SGD, Adam
@@ -26,7 +28,9 @@ __all__ = [
     "Adam",
     "Callback",
     "Dense",
+    "EarlyStopping",
     "History",
+    "ModelCheckpoint",
     "Perceptron",
     "ProgressBar",
     "SGD",
@@ -36,8 +40,10 @@ __all__ = [
     "backend_status",
     "get_backend",
     "get_num_threads",
+    "load",
     "losses",
     "optimizers",
+    "schedules",
     "set_backend",
     "set_num_threads",
 ]

@@ -1,0 +1,260 @@
+"""Save and load a ``Sequential`` as one ``.npz`` file: arrays plus a JSON record.
+
+File layout (a NumPy ``.npz``, i.e. a zip of ``.npy`` arrays, written without pickling):
+
+``__fastnn__``
+    0-d unicode array holding a JSON record: ``format`` ("fastnn.Sequential"),
+    ``format_version``, ``fastnn_version``, ``dtype``, ``seed``, ``layers`` (the ``Dense``
+    constructor arguments), ``loss`` (name or null), ``mse_labels``, ``optimizer`` (class name,
+    hyper-parameters, ``step`` and the number of state arrays, or null), and ``arrays``: for
+    every array its shape, dtype and the SHA-256 of its bytes.
+``W0, b0, W1, b1, ...``
+    The parameters.
+``opt0, opt1, ...``
+    Optimizer state in the order of ``Workspace.state_arrays()`` (when saved).
+
+Safety: the file is written to a temporary file in the same directory and renamed into place
+(a crash never leaves half a model under the final name); it is read with
+``allow_pickle=False``, so loading never runs code; every field of the record, every shape,
+dtype and checksum is verified, and any problem raises :class:`ModelFileError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .layers import Dense
+from .losses import get_loss
+from .model import Sequential
+from .optimizers import SGD, Adam, Optimizer
+
+FORMAT = "fastnn.Sequential"
+FORMAT_VERSION = 1
+META_KEY = "__fastnn__"
+_FLOAT_DTYPES = ("float32", "float64")
+
+
+class ModelFileError(ValueError):
+    """A file that is not a valid fastnn model: wrong type, truncated, corrupted or tampered."""
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def _optimizer_record(opt: Optimizer, n_state: int) -> dict[str, Any]:
+    record: dict[str, Any] = {"lr": opt.lr, "weight_decay": opt.weight_decay,
+                              "step": int(opt.step), "n_state": n_state}  # fmt: skip
+    if isinstance(opt, Adam):
+        record.update(type="Adam", betas=list(opt.betas), eps=opt.eps)
+    elif isinstance(opt, SGD):
+        record.update(type="SGD", momentum=opt.momentum, nesterov=opt.nesterov)
+    else:
+        raise TypeError(f"cannot save optimizer of type {type(opt).__name__}")
+    return record
+
+
+def save(model: Sequential, path: str | os.PathLike[str], include_optimizer: bool = True) -> None:
+    """Write ``model`` (architecture, weights, loss and optionally optimizer state) to ``path``.
+
+    Parameters
+    ----------
+    model : Sequential
+    path : str or path-like
+        Destination, used exactly as given (no suffix is added; ``.npz`` is customary).
+    include_optimizer : bool, default True
+        Also store the optimizer's hyper-parameters, state arrays (momentum velocity, Adam
+        moments) and step count, so that ``fit(..., optimizer=model.optimizer)`` resumes.
+    """
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    for i, layer in enumerate(model.layers):
+        arrays[f"W{i}"], arrays[f"b{i}"] = layer.W, layer.b
+    opt_record = None
+    opt = model.optimizer
+    if include_optimizer and opt is not None:
+        state = opt.state or []
+        for j, a in enumerate(state):
+            arrays[f"opt{j}"] = np.asarray(a)
+        opt_record = _optimizer_record(opt, len(state))
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "fastnn_version": _version(),
+        "dtype": str(model.dtype),
+        "seed": model.seed,
+        "layers": [layer.config() for layer in model.layers],
+        "loss": None if model.loss is None else model.loss.name,
+        "mse_labels": bool(getattr(model, "_mse_labels", False)),
+        "optimizer": opt_record,
+        "arrays": {k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _digest(a)}
+                   for k, a in arrays.items()},  # fmt: skip
+    }
+    payload = {META_KEY: np.array(json.dumps(meta)), **arrays}
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def load(path: str | os.PathLike[str]) -> Sequential:
+    """Read a model written by :func:`save` (or ``Sequential.save``).
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    Sequential
+        Same layers, weights, dtype and loss (so ``predict`` and ``predict_proba`` give the same
+        results); ``model.optimizer`` restored with its state when it was saved.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ModelFileError
+        Not a fastnn model file, or truncated, corrupted or modified.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {str(path)!r}")
+    try:
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):  # a .npy array
+            raise ModelFileError(f"{path} is not a fastnn model file (.npy, not .npz)")
+        with npz:
+            names = set(npz.files)
+            if META_KEY not in names:
+                raise ModelFileError(f"{path} is an .npz file but not a fastnn model "
+                                     f"(no {META_KEY!r} record)")  # fmt: skip
+            meta = _parse_meta(npz[META_KEY], path)
+            arrays = {name: npz[name] for name in names - {META_KEY}}
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        # Pickled objects (allow_pickle=False), bad zip data, truncation, CRC mismatch.
+        raise ModelFileError(f"{path} is not a readable fastnn model file: {exc}") from exc
+    try:
+        return _build(meta, arrays, path)
+    except ModelFileError:
+        raise
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"{path}: invalid model record: {exc}") from exc
+
+
+def _parse_meta(raw: np.ndarray, path: Path) -> dict[str, Any]:
+    if raw.shape != () or raw.dtype.kind != "U":
+        raise ModelFileError(f"{path}: the {META_KEY!r} record is not a JSON string")
+    try:
+        meta = json.loads(str(raw))
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{path}: the {META_KEY!r} record is not valid JSON") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not a fastnn Sequential model file")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} has format version {version!r}; this fastnn reads up to {FORMAT_VERSION} "
+            "(upgrade fastnn)"
+        )
+    return meta
+
+
+def _check_arrays(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> None:
+    expected = meta["arrays"]
+    if not isinstance(expected, dict) or set(expected) != set(arrays):
+        raise ModelFileError(
+            f"{path}: arrays {sorted(arrays)} do not match the record {sorted(expected)}"
+        )
+    for name, info in expected.items():
+        a = arrays[name]
+        if a.dtype.name not in _FLOAT_DTYPES or list(a.shape) != info["shape"] \
+                or a.dtype.name != info["dtype"]:  # fmt: skip
+            raise ModelFileError(
+                f"{path}: array {name!r} is {a.dtype}{list(a.shape)}, the record says "
+                f"{info['dtype']}{info['shape']}"
+            )
+        if _digest(a) != info["sha256"]:
+            raise ModelFileError(f"{path}: array {name!r} does not match its checksum "
+                                 "(the file was modified or corrupted)")  # fmt: skip
+
+
+def _build(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> Sequential:
+    _check_arrays(meta, arrays, path)
+    configs = meta["layers"]
+    if not isinstance(configs, list) or not configs:
+        raise ModelFileError(f"{path}: the record has no layers")
+    allowed = {"in_features", "out_features", "activation", "init", "negative_slope"}
+    layers = []
+    for i, cfg in enumerate(configs):
+        if not isinstance(cfg, dict) or not set(cfg) <= allowed:
+            raise ModelFileError(f"{path}: invalid layer record {cfg!r}")
+        # Check the sizes against the stored arrays before Sequential allocates anything.
+        W = arrays.get(f"W{i}")
+        if W is None or W.shape != (cfg.get("in_features"), cfg.get("out_features")):
+            raise ModelFileError(f"{path}: layer {i} does not match its weight array")
+        layers.append(Dense(**cfg))
+    seed = meta["seed"]
+    if seed is not None and not isinstance(seed, int):
+        raise ModelFileError(f"{path}: invalid seed {seed!r}")
+    if meta["dtype"] not in _FLOAT_DTYPES:
+        raise ModelFileError(f"{path}: invalid dtype {meta['dtype']!r}")
+    model = Sequential(layers, seed=seed, dtype=meta["dtype"])
+    n = len(layers)
+    if any(f"b{i}" not in arrays for i in range(n)) or len(
+        [k for k in arrays if not k.startswith("opt")]) != 2 * n:  # fmt: skip
+        raise ModelFileError(f"{path}: the parameter arrays do not match the {n} layers")
+    model.set_weights([arrays[k] for i in range(n) for k in (f"W{i}", f"b{i}")])
+    if meta["loss"] is not None:
+        model.loss = get_loss(meta["loss"])
+    model._mse_labels = bool(meta.get("mse_labels", False))
+    if meta["optimizer"] is not None:
+        model.optimizer = _build_optimizer(meta["optimizer"], arrays, path)
+    return model
+
+
+def _build_optimizer(rec: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> Optimizer:
+    kind = rec.get("type")
+    if kind == "SGD":
+        opt: Optimizer = SGD(lr=rec["lr"], momentum=rec["momentum"], nesterov=rec["nesterov"],
+                             weight_decay=rec["weight_decay"])  # fmt: skip
+    elif kind == "Adam":
+        betas = rec["betas"]
+        if not isinstance(betas, list) or len(betas) != 2:
+            raise ModelFileError(f"{path}: invalid Adam betas {betas!r}")
+        opt = Adam(lr=rec["lr"], betas=(betas[0], betas[1]), eps=rec["eps"],
+                   weight_decay=rec["weight_decay"])  # fmt: skip
+    else:
+        raise ModelFileError(f"{path}: unknown optimizer type {kind!r}")
+    step, n_state = rec["step"], rec["n_state"]
+    if not isinstance(step, int) or step < 0 or not isinstance(n_state, int) or n_state < 0:
+        raise ModelFileError(f"{path}: invalid optimizer step/state count")
+    names = [f"opt{j}" for j in range(n_state)]
+    if any(name not in arrays for name in names):
+        raise ModelFileError(f"{path}: optimizer state arrays are missing")
+    opt.state = [np.array(arrays[name]) for name in names] or None
+    opt.step = step
+    return opt
