@@ -1,0 +1,171 @@
+# cython: language_level=3
+"""Backpropagation through a dense layer (see the design notes of ``_dense.pxd``)."""
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.string cimport memset
+
+from ._act cimport act_backward_row
+from ._blas cimport gemm
+from ._dense cimport MAX_THREADS, Csc, axpy1, axpy4, n_chunks
+
+
+cdef inline void build_csc(const floating* x, Py_ssize_t n, Py_ssize_t d, Csc* csc) noexcept nogil:
+    """Fill ``csc`` with the nonzero pattern of x (n, d) by feature (a counting sort)."""
+    cdef Py_ssize_t r, i, total = 0
+    cdef const floating* xr
+    cdef Py_ssize_t* start = csc.start
+    cdef Py_ssize_t* end = csc.end
+    memset(end, 0, d * sizeof(Py_ssize_t))
+    for r in range(n):
+        xr = x + r * d
+        for i in range(d):
+            end[i] += xr[i] != 0
+    for i in range(d):
+        start[i] = total
+        total += end[i] + 1  # + 1: the slack slot
+        end[i] = start[i]
+    for r in range(n):
+        xr = x + r * d
+        for i in range(d):
+            csc.rows[end[i]] = <int>r
+            end[i] += xr[i] != 0
+
+
+cdef inline void dw_sparse_rows(Py_ssize_t f0, Py_ssize_t f1, const floating* x, Py_ssize_t d,
+                                const floating* delta, Py_ssize_t k, const Csc* csc,
+                                floating* dW, char* zero_rows, floating* W, bint fuse_sgd,
+                                floating lr) noexcept nogil:
+    """Rows f0..f1 of dW = x.T @ delta, from the samples where each feature is nonzero.
+
+    ``zero_rows[i]`` (when not NULL) says dW[i, :] is already all zeros, so an empty row costs
+    nothing at batch size 1 where most features are zero in consecutive samples.
+    """
+    cdef Py_ssize_t i, j, q, lo, hi
+    cdef int r0, r1, r2, r3
+    cdef floating* row
+    for i in range(f0, f1):
+        lo = csc.start[i]
+        hi = csc.end[i]
+        row = dW + i * k
+        if lo == hi:
+            if zero_rows == NULL:
+                memset(row, 0, k * sizeof(floating))
+            elif not zero_rows[i]:
+                memset(row, 0, k * sizeof(floating))
+                zero_rows[i] = 1
+            continue  # a zero gradient row leaves W unchanged under plain SGD
+        memset(row, 0, k * sizeof(floating))
+        q = lo
+        while q + 4 <= hi:
+            r0 = csc.rows[q]
+            r1 = csc.rows[q + 1]
+            r2 = csc.rows[q + 2]
+            r3 = csc.rows[q + 3]
+            axpy4(row, k, x[r0 * d + i], delta + r0 * k, x[r1 * d + i], delta + r1 * k,
+                  x[r2 * d + i], delta + r2 * k, x[r3 * d + i], delta + r3 * k)
+            q += 4
+        while q < hi:
+            r0 = csc.rows[q]
+            axpy1(row, k, x[r0 * d + i], delta + r0 * k)
+            q += 1
+        if zero_rows != NULL:
+            zero_rows[i] = 0
+        if fuse_sgd:
+            for j in range(k):
+                W[i * k + j] -= lr * row[j]
+
+
+cdef inline void dw_sparse(const floating* x, Py_ssize_t n, Py_ssize_t d, const floating* delta,
+                           Py_ssize_t k, const Csc* csc, floating* dW, char* zero_rows,
+                           floating* W, bint fuse_sgd, floating lr, int nthreads) noexcept nogil:
+    """dW = x.T @ delta through the pattern; features split by equal numbers of nonzeros."""
+    cdef Py_ssize_t bounds[MAX_THREADS + 1]
+    cdef Py_ssize_t i, t, total, cost = 0
+    cdef int nt
+    total = csc.end[d - 1] + 1 if d > 0 else 0  # nonzeros + slack slots
+    nt = n_chunks(total * k, d, nthreads)
+    if nt == 1:
+        dw_sparse_rows(0, d, x, d, delta, k, csc, dW, zero_rows, W, fuse_sgd, lr)
+        return
+    # csc.start[i] counts the nonzeros and slack slots before feature i: a cost prefix sum.
+    bounds[0] = 0
+    t = 1
+    for i in range(d):
+        while t < nt and csc.start[i] * nt >= total * t:
+            bounds[t] = i
+            t += 1
+    while t <= nt:
+        bounds[t] = d
+        t += 1
+    for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+        dw_sparse_rows(bounds[t], bounds[t + 1], x, d, delta, k, csc, dW, zero_rows, W,
+                       fuse_sgd, lr)
+
+
+cdef inline void grad_x_rows(Py_ssize_t lo, Py_ssize_t hi, const floating* delta, Py_ssize_t k,
+                             const floating* W, Py_ssize_t d, floating* grad_x,
+                             bint row_loops) noexcept nogil:
+    """Rows lo..hi of grad_x = delta @ W.T (dot products for tiny batches, else BLAS)."""
+    cdef Py_ssize_t r, i, j
+    cdef floating acc
+    cdef const floating* dr
+    cdef const floating* wi
+    if not row_loops:
+        gemm(False, True, <int>(hi - lo), <int>d, <int>k, <floating>1, delta + lo * k, <int>k,
+             W, <int>k, <floating>0, grad_x + lo * d, <int>d)
+        return
+    for r in range(lo, hi):
+        dr = delta + r * k
+        for i in range(d):
+            wi = W + i * k
+            acc = 0
+            for j in range(k):
+                acc += dr[j] * wi[j]
+            grad_x[r * d + i] = acc
+
+
+cdef inline void dw_dense_rows(Py_ssize_t f0, Py_ssize_t f1, const floating* x, Py_ssize_t n,
+                               Py_ssize_t d, const floating* delta, Py_ssize_t k,
+                               floating* dW) noexcept nogil:
+    # x[:, f0:f1].T @ delta: the column block of x is a strided (n, f1 - f0) matrix, lda = d.
+    gemm(True, False, <int>(f1 - f0), <int>k, <int>n, <floating>1, x + f0, <int>d,
+         delta, <int>k, <floating>0, dW + f0 * k, <int>k)
+
+
+cdef inline void dense_backward_impl(const floating* x, Py_ssize_t n, Py_ssize_t d, floating* W,
+                                     Py_ssize_t k, const floating* a, floating* grad, int act,
+                                     floating slope, floating* dW, floating* db,
+                                     floating* grad_x, const Csc* csc, char* zero_rows,
+                                     bint fuse_sgd, floating lr, int nthreads) noexcept nogil:
+    """delta = grad * act'(a) in place; db, grad_x (unless NULL) and dW from it.
+
+    ``csc`` NULL takes the BLAS path for dW; otherwise the pattern of x drives the row loops.
+    ``fuse_sgd`` (row loops only) also applies ``W -= lr * dW`` row by row.
+    """
+    cdef Py_ssize_t r, j, t
+    cdef int nt
+    cdef bint row_loops = csc != NULL
+    memset(db, 0, k * sizeof(floating))
+    for r in range(n):
+        act_backward_row(a + r * k, grad + r * k, k, act, slope)
+        for j in range(k):
+            db[j] += grad[r * k + j]
+    if grad_x != NULL:
+        nt = 1 if row_loops else n_chunks(n * d * k, n, nthreads)
+        if nt == 1:
+            grad_x_rows(0, n, grad, k, W, d, grad_x, row_loops)
+        else:
+            for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+                grad_x_rows(n * t // nt, n * (t + 1) // nt, grad, k, W, d, grad_x, row_loops)
+    if row_loops:
+        dw_sparse(x, n, d, grad, k, csc, dW, zero_rows, W, fuse_sgd, lr, nthreads)
+        return
+    if zero_rows != NULL:
+        memset(zero_rows, 0, d)  # BLAS wrote every row: nothing is known to be zero now
+    nt = n_chunks(n * d * k, d, nthreads)
+    if nt == 1:
+        dw_dense_rows(0, d, x, n, d, grad, k, dW)
+    else:
+        for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+            dw_dense_rows(d * t // nt, d * (t + 1) // nt, x, n, d, grad, k, dW)

@@ -1,0 +1,139 @@
+# cython: language_level=3
+"""Dense layer kernels on raw row-major pointers, for both float widths (fused types).
+
+Design:
+
+A. Two paths per product. Large dense batches go to BLAS (``_blas.gemm``) with the bias and
+   activation fused into one pass over each output row while it is still in cache. Small batches
+   (fewer than ``SMALL_ROWS`` rows) and sparse inputs (MNIST pixels are ~81% zeros) take
+   hand-written "row" loops that skip zero inputs: forward adds ``x[r, i] * W[i, :]`` only for
+   nonzero ``x[r, i]``, and dW is built one row ``dW[i, :]`` at a time from the samples where
+   feature i is nonzero (a column-compressed pattern, ``Csc``), so each dW row is written once.
+B. Loops over a row of k outputs are the vectorised inner loops; four weight (or delta) rows are
+   combined per pass to cut loads and stores of the output row by four.
+C. Threads: ``nthreads > 1`` splits rows (forward, grad_x) or features (dW) into one contiguous
+   chunk per thread with ``prange``; each chunk calls BLAS itself, so the caller must have BLAS
+   single-threaded (``train_epoch`` does, through threadpoolctl). One thread pool, never two:
+   OpenMP workers spinning after a ``prange`` starve BLAS's own threads (DESIGN.md, 25x).
+D. A fused plain-SGD update (``fuse_sgd``) subtracts ``lr * dW[i, :]`` from ``W[i, :]`` as soon as
+   that row is complete, while it is in L1; input gradients are computed before dW for that
+   reason (they need the old W).
+"""
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.string cimport memset
+
+from ._act cimport act_backward_row, bias_act_row
+from ._blas cimport gemm
+
+
+cdef enum:
+    SCAN_BLOCK = 256        # features scanned for nonzeros per block of the row forward
+    MAX_THREADS = 64
+    SMALL_ROWS = 8          # batches with fewer rows use the hand-written loops
+    SPARSE_PERCENT = 30     # inputs with fewer nonzeros than this use the sparse loops
+    PAR_MIN_WORK = 1 << 16  # multiply-adds below which a product stays on one thread
+
+
+cdef struct Csc:
+    # Nonzero pattern of a layer input x (n, d), by feature: the samples whose feature i is
+    # nonzero are rows[start[i]:end[i]], ascending. rows holds nnz + d entries (one slack slot
+    # per feature lets the fill loop write without a branch).
+    Py_ssize_t* start
+    Py_ssize_t* end
+    int* rows
+
+
+cdef inline Py_ssize_t count_nonzero(const floating* x, Py_ssize_t size) noexcept nogil:
+    cdef Py_ssize_t i, nnz = 0
+    for i in range(size):
+        nnz += x[i] != 0
+    return nnz
+
+
+cdef inline bint use_row_loops(Py_ssize_t n, Py_ssize_t d, Py_ssize_t nnz) noexcept nogil:
+    """The decision between hand-written loops and BLAS, from the batch size and density."""
+    return n < SMALL_ROWS or nnz * 100 < SPARSE_PERCENT * n * d
+
+
+cdef inline int n_chunks(Py_ssize_t work, Py_ssize_t items, int nthreads) noexcept nogil:
+    if nthreads <= 1 or work < PAR_MIN_WORK or items < 2:
+        return 1
+    if nthreads > items:
+        return <int>items
+    return nthreads if nthreads < MAX_THREADS else MAX_THREADS
+
+
+cdef inline void axpy4(floating* o, Py_ssize_t k, floating a0, const floating* w0, floating a1,
+                       const floating* w1, floating a2, const floating* w2, floating a3,
+                       const floating* w3) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(k):
+        o[j] += a0 * w0[j] + a1 * w1[j] + a2 * w2[j] + a3 * w3[j]
+
+
+cdef inline void axpy1(floating* o, Py_ssize_t k, floating a0, const floating* w0) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(k):
+        o[j] += a0 * w0[j]
+
+
+# Forward -----------------------------------------------------------------------------------
+cdef inline void forward_rows(const floating* x, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t d,
+                              const floating* W, Py_ssize_t k, const floating* b, int act,
+                              floating slope, floating* out) noexcept nogil:
+    """Rows lo..hi of act(x @ W + b), adding only the weight rows of nonzero inputs."""
+    cdef int nz[SCAN_BLOCK]
+    cdef Py_ssize_t r, i0, i, q, cnt, stop
+    cdef floating* o
+    cdef const floating* xr
+    for r in range(lo, hi):
+        o = out + r * k
+        xr = x + r * d
+        memset(o, 0, k * sizeof(floating))
+        i0 = 0
+        while i0 < d:
+            stop = i0 + SCAN_BLOCK if i0 + SCAN_BLOCK < d else d
+            cnt = 0
+            for i in range(i0, stop):
+                # Branch-free: the zero pattern of real images defeats the branch predictor.
+                nz[cnt] = <int>i
+                cnt += xr[i] != 0
+            q = 0
+            while q + 4 <= cnt:
+                axpy4(o, k, xr[nz[q]], W + nz[q] * k, xr[nz[q + 1]], W + nz[q + 1] * k,
+                      xr[nz[q + 2]], W + nz[q + 2] * k, xr[nz[q + 3]], W + nz[q + 3] * k)
+                q += 4
+            while q < cnt:
+                axpy1(o, k, xr[nz[q]], W + nz[q] * k)
+                q += 1
+            i0 = stop
+        bias_act_row(o, b, k, act, slope)
+
+
+cdef inline void forward_chunk(const floating* x, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t d,
+                               const floating* W, Py_ssize_t k, const floating* b, int act,
+                               floating slope, floating* out, bint row_loops) noexcept nogil:
+    cdef Py_ssize_t r
+    if row_loops:
+        forward_rows(x, lo, hi, d, W, k, b, act, slope, out)
+        return
+    gemm(False, False, <int>(hi - lo), <int>k, <int>d, <floating>1, x + lo * d, <int>d,
+         W, <int>k, <floating>0, out + lo * k, <int>k)
+    for r in range(lo, hi):
+        bias_act_row(out + r * k, b, k, act, slope)
+
+
+cdef inline void dense_forward_impl(const floating* x, Py_ssize_t n, Py_ssize_t d,
+                                    const floating* W, Py_ssize_t k, const floating* b, int act,
+                                    floating slope, floating* out, bint row_loops,
+                                    int nthreads) noexcept nogil:
+    """out (n, k) = act(x (n, d) @ W (d, k) + b (k,)); rows split over ``nthreads``."""
+    cdef Py_ssize_t t
+    cdef int nt = n_chunks(n * d * k, n, nthreads)
+    if nt == 1:
+        forward_chunk(x, 0, n, d, W, k, b, act, slope, out, row_loops)
+        return
+    for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+        forward_chunk(x, n * t // nt, n * (t + 1) // nt, d, W, k, b, act, slope, out, row_loops)

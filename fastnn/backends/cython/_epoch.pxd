@@ -1,0 +1,137 @@
+# cython: language_level=3
+"""The whole training epoch in compiled code: no Python, and no GIL, between batches.
+
+For every batch: gather the rows of X and targets named by ``order`` into the workspace
+(counting the nonzero inputs on the way), forward through every layer, the loss, backward from
+the last layer to the first, then one optimizer step on W0, b0, W1, b1, ... The first layer's
+input density picks its path per batch (``_dense.use_row_loops``), so dense data keeps BLAS.
+"""
+
+from cython cimport floating
+from libc.math cimport isfinite
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy
+
+from ._backward cimport build_csc, dense_backward_impl
+from ._dense cimport Csc, SMALL_ROWS, dense_forward_impl, use_row_loops
+from ._loss cimport LOSS_CROSS_ENTROPY, loss_by_code
+from ._optim cimport H_LR, H_WEIGHT_DECAY, OPT_SGD, update
+
+
+cdef struct Layer:
+    Py_ssize_t d
+    Py_ssize_t k
+    int act
+    double slope
+    void* W
+    void* b
+    void* out
+    void* grad
+    void* dW
+    void* db
+    void* s1w
+    void* s1b
+    void* s2w
+    void* s2b
+    char* zero_rows  # (d,) 1 where the row of dW is known to be all zeros
+    bint fused       # this batch's W update already happened inside backward
+
+
+cdef struct Epoch:
+    Layer* layers
+    int n_layers
+    int loss
+    int optimizer
+    int nthreads
+    const double* hyper
+    void* x_batch
+    void* y_batch
+    const void* targets
+    const int64_t* order
+    Py_ssize_t n_order
+    Py_ssize_t batch_size
+    double* losses
+    Csc csc
+    Py_ssize_t step  # IN/OUT: optimizer steps taken
+
+
+cdef inline Py_ssize_t gather(Epoch* e, const floating* X, Py_ssize_t start,
+                              Py_ssize_t m) noexcept nogil:
+    """Copy the batch's rows of X and targets; return the number of nonzero inputs."""
+    cdef Py_ssize_t r, i, src, nnz = 0
+    cdef Py_ssize_t d = e.layers[0].d, k = e.layers[e.n_layers - 1].k
+    cdef floating* xb = <floating*>e.x_batch
+    cdef const floating* xs
+    for r in range(m):
+        src = e.order[start + r]
+        xs = X + src * d
+        for i in range(d):
+            xb[r * d + i] = xs[i]
+            nnz += xs[i] != 0
+        if e.loss == LOSS_CROSS_ENTROPY:
+            (<int64_t*>e.y_batch)[r] = (<const int64_t*>e.targets)[src]
+        else:
+            memcpy(<floating*>e.y_batch + r * k, <const floating*>e.targets + src * k,
+                   k * sizeof(floating))
+    return nnz
+
+
+cdef inline void backward_and_update(Epoch* e, const floating* xb, Py_ssize_t m,
+                                     bint sparse_input) noexcept nogil:
+    cdef Py_ssize_t l
+    cdef Layer* L
+    cdef const floating* x
+    cdef bint row_loops
+    cdef bint plain_sgd = e.optimizer == OPT_SGD and e.hyper[H_WEIGHT_DECAY] == 0
+    for l in range(e.n_layers - 1, -1, -1):
+        L = &e.layers[l]
+        x = xb if l == 0 else <const floating*>e.layers[l - 1].out
+        row_loops = m < SMALL_ROWS or (l == 0 and sparse_input)
+        if row_loops:
+            build_csc(x, m, L.d, &e.csc)
+        L.fused = row_loops and plain_sgd
+        dense_backward_impl(x, m, L.d, <floating*>L.W, L.k, <const floating*>L.out,
+                            <floating*>L.grad, L.act, <floating>L.slope, <floating*>L.dW,
+                            <floating*>L.db,
+                            NULL if l == 0 else <floating*>e.layers[l - 1].grad,
+                            &e.csc if row_loops else NULL, L.zero_rows, L.fused,
+                            <floating>e.hyper[H_LR], e.nthreads)
+    e.step += 1
+    for l in range(e.n_layers):
+        L = &e.layers[l]
+        if not L.fused:
+            update(e.optimizer, <floating*>L.W, <const floating*>L.dW, <floating*>L.s1w,
+                   <floating*>L.s2w, L.d * L.k, e.hyper, e.step, e.nthreads)
+        update(e.optimizer, <floating*>L.b, <const floating*>L.db, <floating*>L.s1b,
+               <floating*>L.s2b, L.k, e.hyper, e.step, e.nthreads)
+
+
+cdef inline Py_ssize_t run_epoch(Epoch* e, const floating* X) noexcept nogil:
+    """Train on every batch of ``e.order``; return the number of losses recorded."""
+    cdef Py_ssize_t start, m, l, nnz, done = 0
+    cdef floating* xb = <floating*>e.x_batch
+    cdef const floating* x
+    cdef Layer* L
+    cdef bint sparse_input
+    cdef double loss
+    start = 0
+    while start < e.n_order:
+        m = e.n_order - start if e.n_order - start < e.batch_size else e.batch_size
+        nnz = gather(e, X, start, m)
+        sparse_input = use_row_loops(m, e.layers[0].d, nnz)
+        x = xb
+        for l in range(e.n_layers):
+            L = &e.layers[l]
+            dense_forward_impl(x, m, L.d, <const floating*>L.W, L.k, <const floating*>L.b,
+                               L.act, <floating>L.slope, <floating*>L.out,
+                               m < SMALL_ROWS or (l == 0 and sparse_input), e.nthreads)
+            x = <const floating*>L.out
+        L = &e.layers[e.n_layers - 1]
+        loss = loss_by_code(e.loss, x, e.y_batch, <floating*>L.grad, m, L.k)
+        e.losses[done] = loss
+        done += 1
+        if not isfinite(loss):
+            break
+        backward_and_update(e, xb, m, sparse_input)
+        start += m
+    return done

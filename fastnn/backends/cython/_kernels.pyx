@@ -1,0 +1,200 @@
+# cython: language_level=3
+"""Compiled entry points of the Cython backend (called by ``fastnn.backends.cython``).
+
+These functions trust their arguments: the Python wrappers in ``__init__.py`` run
+``fastnn.backends._checks`` first. Each takes typed memoryviews of one float dtype (Cython
+generates the float32 and float64 versions from one source) and runs without the GIL.
+"""
+
+cimport numpy as cnp
+from cython cimport floating
+from libc.stdint cimport int64_t
+from libc.stdlib cimport calloc, free, malloc
+
+from ._loss cimport (
+    LOSS_BINARY_CROSS_ENTROPY, LOSS_CROSS_ENTROPY, LOSS_CROSS_ENTROPY_SOFT, LOSS_KL_DIVERGENCE,
+    LOSS_MSE,
+)
+from ._loss cimport binary_cross_entropy as bce_loss
+from ._loss cimport mse as mse_loss
+from ._loss cimport soft_cross_entropy as soft_ce_loss
+from ._loss cimport softmax_cross_entropy as ce_loss
+from ._act cimport IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
+from ._backward cimport build_csc, dense_backward_impl
+from ._dense cimport (
+    SMALL_ROWS, SPARSE_PERCENT, Csc, count_nonzero, dense_forward_impl, use_row_loops,
+)
+from ._epoch cimport Epoch, Layer, run_epoch
+from ._optim cimport OPT_ADAM, OPT_MOMENTUM, OPT_SGD, adam_range, momentum_range, sgd_range
+
+cnp.import_array()
+
+# The integer codes compiled in, so a test can compare them with fastnn._codes.
+CODES = {
+    "activations": {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU,
+                    "leaky_relu": LEAKY_RELU, "softmax": SOFTMAX},
+    "losses": [LOSS_MSE, LOSS_CROSS_ENTROPY, LOSS_CROSS_ENTROPY_SOFT, LOSS_BINARY_CROSS_ENTROPY,
+               LOSS_KL_DIVERGENCE],
+    "optimizers": [OPT_SGD, OPT_MOMENTUM, OPT_ADAM],
+}
+
+
+cdef bint row_loops_for(const floating* x, Py_ssize_t n, Py_ssize_t d) noexcept nogil:
+    # Counting nonzeros costs one pass over x, small next to the n*d*k product it may save.
+    return n < SMALL_ROWS or use_row_loops(n, d, count_nonzero(x, n * d))
+
+
+# Dense layer -----------------------------------------------------------------------------------
+def dense_forward(const floating[:, ::1] x, const floating[:, ::1] W, const floating[::1] b,
+                  int act, double slope, floating[:, ::1] out):
+    cdef Py_ssize_t n = x.shape[0], d = x.shape[1], k = W.shape[1]
+    with nogil:
+        dense_forward_impl(&x[0, 0], n, d, &W[0, 0], k, &b[0], act, <floating>slope,
+                           &out[0, 0], row_loops_for(&x[0, 0], n, d), 1)
+
+
+def dense_backward(const floating[:, ::1] x, const floating[:, ::1] W,
+                   const floating[:, ::1] a, floating[:, ::1] grad, int act, double slope,
+                   floating[:, ::1] dW_out, floating[::1] db_out, floating[:, ::1] grad_x_out):
+    cdef Py_ssize_t n = x.shape[0], d = x.shape[1], k = W.shape[1]
+    cdef floating* grad_x = NULL if grad_x_out is None else &grad_x_out[0, 0]
+    cdef Csc csc
+    cdef bint row_loops
+    with nogil:
+        row_loops = row_loops_for(&x[0, 0], n, d)
+    csc.start = <Py_ssize_t*>malloc((d + 1) * sizeof(Py_ssize_t)) if row_loops else NULL
+    csc.end = <Py_ssize_t*>malloc((d + 1) * sizeof(Py_ssize_t)) if row_loops else NULL
+    csc.rows = <int*>malloc((n * d + d + 1) * sizeof(int)) if row_loops else NULL
+    try:
+        if row_loops and (csc.start == NULL or csc.end == NULL or csc.rows == NULL):
+            raise MemoryError("no memory for the nonzero pattern of x")
+        with nogil:
+            if row_loops:
+                build_csc(&x[0, 0], n, d, &csc)
+            # W is only written by a fused update, which is off here.
+            dense_backward_impl(&x[0, 0], n, d, <floating*>&W[0, 0], k, &a[0, 0], &grad[0, 0],
+                                act, <floating>slope, &dW_out[0, 0], &db_out[0], grad_x,
+                                &csc if row_loops else NULL, NULL, False, 0, 1)
+    finally:
+        free(csc.start)
+        free(csc.end)
+        free(csc.rows)
+
+
+# Losses ------------------------------------------------------------------------------------------
+def mse(const floating[:, ::1] outputs, const floating[:, ::1] targets,
+        floating[:, ::1] grad_out):
+    with nogil:
+        loss = mse_loss(&outputs[0, 0], &targets[0, 0], &grad_out[0, 0],
+                         outputs.shape[0], outputs.shape[1])
+    return loss
+
+
+def softmax_cross_entropy(const floating[:, ::1] outputs, const int64_t[::1] targets,
+                          floating[:, ::1] grad_out):
+    with nogil:
+        loss = ce_loss(&outputs[0, 0], &targets[0], &grad_out[0, 0],
+                                           outputs.shape[0], outputs.shape[1])
+    return loss
+
+
+def softmax_cross_entropy_soft(const floating[:, ::1] outputs, const floating[:, ::1] targets,
+                               floating[:, ::1] grad_out):
+    with nogil:
+        loss = soft_ce_loss(&outputs[0, 0], &targets[0, 0], &grad_out[0, 0],
+                                        outputs.shape[0], outputs.shape[1], False)
+    return loss
+
+
+def kl_divergence(const floating[:, ::1] outputs, const floating[:, ::1] targets,
+                  floating[:, ::1] grad_out):
+    with nogil:
+        loss = soft_ce_loss(&outputs[0, 0], &targets[0, 0], &grad_out[0, 0],
+                                        outputs.shape[0], outputs.shape[1], True)
+    return loss
+
+
+def binary_cross_entropy(const floating[:, ::1] outputs, const floating[:, ::1] targets,
+                         floating[:, ::1] grad_out):
+    with nogil:
+        loss = bce_loss(&outputs[0, 0], &targets[0, 0], &grad_out[0, 0],
+                                          outputs.shape[0], outputs.shape[1])
+    return loss
+
+
+# Optimizers ---------------------------------------------------------------------------------------
+def sgd_update(floating[::1] param, const floating[::1] grad, double lr, double weight_decay):
+    with nogil:
+        sgd_range(&param[0], &grad[0], 0, param.shape[0], lr, weight_decay)
+
+
+def momentum_update(floating[::1] param, const floating[::1] grad, floating[::1] velocity,
+                    double lr, double momentum, bint nesterov, double weight_decay):
+    with nogil:
+        momentum_range(&param[0], &grad[0], &velocity[0], 0, param.shape[0], lr, momentum,
+                       nesterov, weight_decay)
+
+
+def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] m,
+                floating[::1] v, double lr, double beta1, double beta2, double eps,
+                double weight_decay, Py_ssize_t step):
+    with nogil:
+        adam_range(&param[0], &grad[0], &m[0], &v[0], 0, param.shape[0], lr, beta1, beta2,
+                   eps, weight_decay, step)
+
+
+# One epoch ----------------------------------------------------------------------------------------
+cdef inline void* data(cnp.ndarray a):
+    return cnp.PyArray_DATA(a)
+
+
+def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t[::1] order,
+                Py_ssize_t batch_size, double[::1] batch_losses, int nthreads):
+    """Run ``_epoch.run_epoch``; return (losses recorded, optimizer steps taken)."""
+    cdef Py_ssize_t l, max_d = 0, capacity, done
+    cdef Py_ssize_t zero_total = 0
+    cdef const double[::1] hyper = ws.hyper
+    cdef Epoch e
+    cdef Layer* L
+    cdef char* zero_rows = NULL
+    e.n_layers = ws.n_layers
+    e.loss, e.optimizer, e.nthreads = ws.loss, ws.optimizer, nthreads
+    e.hyper = &hyper[0]
+    e.x_batch, e.y_batch, e.targets = data(ws.x_batch), data(ws.y_batch), data(targets)
+    e.order, e.n_order, e.batch_size = &order[0], order.shape[0], batch_size
+    e.losses, e.step = &batch_losses[0], ws.step
+    for l in range(e.n_layers):
+        max_d = max(max_d, ws.weights[l].shape[0])
+        zero_total += ws.weights[l].shape[0]
+    # Row loops run for tiny batches (any layer) and sparse first-layer inputs.
+    capacity = max(SMALL_ROWS * max_d, SPARSE_PERCENT * batch_size * ws.weights[0].shape[0] // 100)
+    e.layers = <Layer*>calloc(e.n_layers, sizeof(Layer))
+    e.csc.start = <Py_ssize_t*>malloc((max_d + 1) * sizeof(Py_ssize_t))
+    e.csc.end = <Py_ssize_t*>malloc((max_d + 1) * sizeof(Py_ssize_t))
+    e.csc.rows = <int*>malloc((capacity + max_d + 1) * sizeof(int))
+    zero_rows = <char*>calloc(zero_total + 1, 1)  # 0: not known to be zero
+    try:
+        if (e.layers == NULL or e.csc.start == NULL or e.csc.end == NULL
+                or e.csc.rows == NULL or zero_rows == NULL):
+            raise MemoryError("no memory for the training workspace")
+        zero_total = 0
+        for l in range(e.n_layers):
+            L = &e.layers[l]
+            L.d, L.k = ws.weights[l].shape[0], ws.weights[l].shape[1]
+            L.act, L.slope = ws.acts[l], ws.slopes[l]
+            L.W, L.b = data(ws.weights[l]), data(ws.biases[l])
+            L.out, L.grad = data(ws.outputs[l]), data(ws.grads[l])
+            L.dW, L.db = data(ws.dW[l]), data(ws.db[l])
+            L.s1w, L.s1b = data(ws.state1_w[l]), data(ws.state1_b[l])
+            L.s2w, L.s2b = data(ws.state2_w[l]), data(ws.state2_b[l])
+            L.zero_rows = zero_rows + zero_total
+            zero_total += L.d
+        with nogil:
+            done = run_epoch(&e, &X[0, 0])
+    finally:
+        free(e.layers)
+        free(e.csc.start)
+        free(e.csc.end)
+        free(e.csc.rows)
+        free(zero_rows)
+    return done, e.step - ws.step
