@@ -22,3 +22,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from fastnn.sklearn._estimators import MLPClassifier, MLPRegressor
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
+
+
+def register_bench_impls(register) -> None:  # noqa: ANN001
+    """Hook of ``fastnn bench``: adds the "fastnn-sklearn" row (``--peers fastnn-sklearn``).
+
+    The row lives in :mod:`fastnn.bench.peer_fastnn_sklearn`, imported only by the benchmark.
+    """
+    from fastnn.bench.peer_fastnn_sklearn import register_bench_impls as register_row
+
+    register_row(register)
