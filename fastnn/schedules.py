@@ -9,9 +9,9 @@ Examples
 --------
 >>> import fastnn
 >>> from fastnn.schedules import CosineDecay
->>> sched = CosineDecay(min_lr=1e-4)
->>> round(sched.rate(epoch=5, lr0=0.1, epochs=10), 5)
-0.05005
+>>> sched = CosineDecay()
+>>> [round(sched.rate(epoch, lr0=0.1, epochs=4), 4) for epoch in range(4)]
+[0.0962, 0.0691, 0.0309, 0.0038]
 """
 
 from __future__ import annotations
@@ -87,7 +87,9 @@ class ExponentialDecay(LearningRateSchedule):
 class CosineDecay(LearningRateSchedule):
     """Half a cosine from ``lr0`` down to ``min_lr`` over the run.
 
-    ``lr = min_lr + (lr0 - min_lr) * (1 + cos(pi * epoch / total)) / 2``.
+    ``lr = min_lr + (lr0 - min_lr) * (1 + cos(pi * t)) / 2`` with ``t = (epoch + 1/2) / total``:
+    each epoch takes the rate of its midpoint, so a short run starts near ``lr0`` and ends near
+    ``min_lr`` (with ``t = epoch / total`` a 4-epoch run would end at 15% of ``lr0``).
 
     Parameters
     ----------
@@ -107,6 +109,6 @@ class CosineDecay(LearningRateSchedule):
 
     def rate(self, epoch: int, lr0: float, epochs: int) -> float:
         total = self.total_epochs or epochs
-        t = min(epoch / total, 1.0)
+        t = min((epoch + 0.5) / total, 1.0)
         lr = self.min_lr + (lr0 - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
         return max(lr, lr0 * 1e-6)
