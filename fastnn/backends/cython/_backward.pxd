@@ -7,7 +7,7 @@ from libc.string cimport memset
 
 from ._act cimport act_backward_row
 from ._blas cimport gemm
-from ._dense cimport MAX_THREADS, Csc, axpy1, axpy4, n_chunks
+from ._dense cimport MAX_THREADS, Csc, Csr, axpy1, axpy4, n_chunks
 
 
 cdef inline void build_csc(const floating* x, Py_ssize_t n, Py_ssize_t d, Csc* csc) noexcept nogil:
@@ -30,6 +30,31 @@ cdef inline void build_csc(const floating* x, Py_ssize_t n, Py_ssize_t d, Csc* c
         for i in range(d):
             csc.rows[end[i]] = <int>r
             end[i] += xr[i] != 0
+
+
+cdef inline void csc_from_csr(const Csr* csr, Py_ssize_t n, Py_ssize_t d, Csc* csc) noexcept nogil:
+    """The same pattern by feature, from the lists by row (no pass over x)."""
+    cdef Py_ssize_t r, i, q, total = 0
+    memset(csc.end, 0, d * sizeof(Py_ssize_t))
+    for q in range(csr.ptr[n]):
+        csc.end[csr.cols[q]] += 1
+    for i in range(d):
+        csc.start[i] = total
+        total += csc.end[i] + 1
+        csc.end[i] = csc.start[i]
+    for r in range(n):
+        for q in range(csr.ptr[r], csr.ptr[r + 1]):
+            i = csr.cols[q]
+            csc.rows[csc.end[i]] = <int>r
+            csc.end[i] += 1
+
+
+cdef inline void one_row_sgd(floating* row, floating* Wi, Py_ssize_t k, floating v,
+                             const floating* delta, floating lr) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(k):
+        row[j] = v * delta[j]
+        Wi[j] -= lr * row[j]
 
 
 cdef inline void dw_sparse_rows(Py_ssize_t f0, Py_ssize_t f1, const floating* x, Py_ssize_t d,
@@ -55,6 +80,13 @@ cdef inline void dw_sparse_rows(Py_ssize_t f0, Py_ssize_t f1, const floating* x,
                 memset(row, 0, k * sizeof(floating))
                 zero_rows[i] = 1
             continue  # a zero gradient row leaves W unchanged under plain SGD
+        if hi - lo == 1 and fuse_sgd:
+            # One sample (batch size 1): gradient row and update in a single pass.
+            r0 = csc.rows[lo]
+            one_row_sgd(row, W + i * k, k, x[r0 * d + i], delta + r0 * k, lr)
+            if zero_rows != NULL:
+                zero_rows[i] = 0
+            continue
         memset(row, 0, k * sizeof(floating))
         q = lo
         while q + 4 <= hi:
@@ -84,7 +116,7 @@ cdef inline void dw_sparse(const floating* x, Py_ssize_t n, Py_ssize_t d, const 
     cdef Py_ssize_t i, t, total, cost = 0
     cdef int nt
     total = csc.end[d - 1] + 1 if d > 0 else 0  # nonzeros + slack slots
-    nt = n_chunks(total * k, d, nthreads)
+    nt = n_chunks((total - d) * k, d, nthreads)
     if nt == 1:
         dw_sparse_rows(0, d, x, d, delta, k, csc, dW, zero_rows, W, fuse_sgd, lr)
         return

@@ -33,7 +33,14 @@ cdef enum:
     MAX_THREADS = 64
     SMALL_ROWS = 8          # batches with fewer rows use the hand-written loops
     SPARSE_PERCENT = 30     # inputs with fewer nonzeros than this use the sparse loops
-    PAR_MIN_WORK = 1 << 16  # multiply-adds below which a product stays on one thread
+    PAR_MIN_WORK = 1 << 20  # multiply-adds below which work stays on one thread
+
+
+cdef struct Csr:
+    # Nonzero inputs by row: the features of row r that are nonzero are
+    # cols[ptr[r]:ptr[r + 1]], ascending.
+    Py_ssize_t* ptr
+    int* cols
 
 
 cdef struct Csc:
@@ -80,44 +87,70 @@ cdef inline void axpy1(floating* o, Py_ssize_t k, floating a0, const floating* w
 
 
 # Forward -----------------------------------------------------------------------------------
+cdef inline void add_weight_rows(floating* o, Py_ssize_t k, const floating* xr, const int* nz,
+                                 Py_ssize_t cnt, const floating* W) noexcept nogil:
+    """o += sum_q xr[nz[q]] * W[nz[q], :] over the cnt listed inputs."""
+    cdef Py_ssize_t q = 0
+    while q + 4 <= cnt:
+        axpy4(o, k, xr[nz[q]], W + nz[q] * k, xr[nz[q + 1]], W + nz[q + 1] * k,
+              xr[nz[q + 2]], W + nz[q + 2] * k, xr[nz[q + 3]], W + nz[q + 3] * k)
+        q += 4
+    while q < cnt:
+        axpy1(o, k, xr[nz[q]], W + nz[q] * k)
+        q += 1
+
+
+cdef inline void build_csr(const floating* x, Py_ssize_t n, Py_ssize_t d, Csr* csr) noexcept nogil:
+    """List the nonzero inputs of every row of x (n, d); cols needs nnz + 1 entries."""
+    cdef Py_ssize_t r, i, nnz = 0
+    cdef const floating* xr
+    csr.ptr[0] = 0
+    for r in range(n):
+        xr = x + r * d
+        for i in range(d):
+            # Branch-free: the zero pattern of real images defeats the branch predictor.
+            csr.cols[nnz] = <int>i
+            nnz += xr[i] != 0
+        csr.ptr[r + 1] = nnz
+
+
 cdef inline void forward_rows(const floating* x, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t d,
                               const floating* W, Py_ssize_t k, const floating* b, int act,
-                              floating slope, floating* out) noexcept nogil:
-    """Rows lo..hi of act(x @ W + b), adding only the weight rows of nonzero inputs."""
+                              floating slope, floating* out, const Csr* csr) noexcept nogil:
+    """Rows lo..hi of act(x @ W + b), adding only the weight rows of nonzero inputs.
+
+    The nonzeros come from ``csr`` when given, else from scanning each row in blocks.
+    """
     cdef int nz[SCAN_BLOCK]
-    cdef Py_ssize_t r, i0, i, q, cnt, stop
+    cdef Py_ssize_t r, i0, i, cnt, stop
     cdef floating* o
     cdef const floating* xr
     for r in range(lo, hi):
         o = out + r * k
         xr = x + r * d
         memset(o, 0, k * sizeof(floating))
-        i0 = 0
-        while i0 < d:
-            stop = i0 + SCAN_BLOCK if i0 + SCAN_BLOCK < d else d
-            cnt = 0
-            for i in range(i0, stop):
-                # Branch-free: the zero pattern of real images defeats the branch predictor.
-                nz[cnt] = <int>i
-                cnt += xr[i] != 0
-            q = 0
-            while q + 4 <= cnt:
-                axpy4(o, k, xr[nz[q]], W + nz[q] * k, xr[nz[q + 1]], W + nz[q + 1] * k,
-                      xr[nz[q + 2]], W + nz[q + 2] * k, xr[nz[q + 3]], W + nz[q + 3] * k)
-                q += 4
-            while q < cnt:
-                axpy1(o, k, xr[nz[q]], W + nz[q] * k)
-                q += 1
-            i0 = stop
+        if csr != NULL:
+            add_weight_rows(o, k, xr, csr.cols + csr.ptr[r], csr.ptr[r + 1] - csr.ptr[r], W)
+        else:
+            i0 = 0
+            while i0 < d:
+                stop = i0 + SCAN_BLOCK if i0 + SCAN_BLOCK < d else d
+                cnt = 0
+                for i in range(i0, stop):
+                    nz[cnt] = <int>(i - i0)
+                    cnt += xr[i] != 0
+                add_weight_rows(o, k, xr + i0, nz, cnt, W + i0 * k)
+                i0 = stop
         bias_act_row(o, b, k, act, slope)
 
 
 cdef inline void forward_chunk(const floating* x, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t d,
                                const floating* W, Py_ssize_t k, const floating* b, int act,
-                               floating slope, floating* out, bint row_loops) noexcept nogil:
+                               floating slope, floating* out, bint row_loops,
+                               const Csr* csr) noexcept nogil:
     cdef Py_ssize_t r
     if row_loops:
-        forward_rows(x, lo, hi, d, W, k, b, act, slope, out)
+        forward_rows(x, lo, hi, d, W, k, b, act, slope, out, csr)
         return
     gemm(False, False, <int>(hi - lo), <int>k, <int>d, <floating>1, x + lo * d, <int>d,
          W, <int>k, <floating>0, out + lo * k, <int>k)
@@ -128,12 +161,16 @@ cdef inline void forward_chunk(const floating* x, Py_ssize_t lo, Py_ssize_t hi, 
 cdef inline void dense_forward_impl(const floating* x, Py_ssize_t n, Py_ssize_t d,
                                     const floating* W, Py_ssize_t k, const floating* b, int act,
                                     floating slope, floating* out, bint row_loops,
-                                    int nthreads) noexcept nogil:
-    """out (n, k) = act(x (n, d) @ W (d, k) + b (k,)); rows split over ``nthreads``."""
+                                    const Csr* csr, int nthreads) noexcept nogil:
+    """out (n, k) = act(x (n, d) @ W (d, k) + b (k,)); rows split over ``nthreads``.
+
+    ``row_loops`` picks the hand-written loops (``csr``: x's nonzeros, or NULL to scan x).
+    """
     cdef Py_ssize_t t
     cdef int nt = n_chunks(n * d * k, n, nthreads)
     if nt == 1:
-        forward_chunk(x, 0, n, d, W, k, b, act, slope, out, row_loops)
+        forward_chunk(x, 0, n, d, W, k, b, act, slope, out, row_loops, csr)
         return
     for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
-        forward_chunk(x, n * t // nt, n * (t + 1) // nt, d, W, k, b, act, slope, out, row_loops)
+        forward_chunk(x, n * t // nt, n * (t + 1) // nt, d, W, k, b, act, slope, out,
+                      row_loops, csr)

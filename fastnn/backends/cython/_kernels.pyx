@@ -50,7 +50,7 @@ def dense_forward(const floating[:, ::1] x, const floating[:, ::1] W, const floa
     cdef Py_ssize_t n = x.shape[0], d = x.shape[1], k = W.shape[1]
     with nogil:
         dense_forward_impl(&x[0, 0], n, d, &W[0, 0], k, &b[0], act, <floating>slope,
-                           &out[0, 0], row_loops_for(&x[0, 0], n, d), 1)
+                           &out[0, 0], row_loops_for(&x[0, 0], n, d), NULL, 1)
 
 
 def dense_backward(const floating[:, ::1] x, const floating[:, ::1] W,
@@ -172,10 +172,12 @@ def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t
     e.csc.start = <Py_ssize_t*>malloc((max_d + 1) * sizeof(Py_ssize_t))
     e.csc.end = <Py_ssize_t*>malloc((max_d + 1) * sizeof(Py_ssize_t))
     e.csc.rows = <int*>malloc((capacity + max_d + 1) * sizeof(int))
+    e.csr.ptr = <Py_ssize_t*>malloc((batch_size + 1) * sizeof(Py_ssize_t))
+    e.csr.cols = <int*>malloc((capacity + 1) * sizeof(int))
     zero_rows = <char*>calloc(zero_total + 1, 1)  # 0: not known to be zero
     try:
-        if (e.layers == NULL or e.csc.start == NULL or e.csc.end == NULL
-                or e.csc.rows == NULL or zero_rows == NULL):
+        if (e.layers == NULL or e.csc.start == NULL or e.csc.end == NULL or e.csc.rows == NULL
+                or e.csr.ptr == NULL or e.csr.cols == NULL or zero_rows == NULL):
             raise MemoryError("no memory for the training workspace")
         zero_total = 0
         for l in range(e.n_layers):
@@ -196,5 +198,7 @@ def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t
         free(e.csc.start)
         free(e.csc.end)
         free(e.csc.rows)
+        free(e.csr.ptr)
+        free(e.csr.cols)
         free(zero_rows)
     return done, e.step - ws.step
