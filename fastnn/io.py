@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import secrets
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -155,15 +154,18 @@ def load(path: str | os.PathLike[str]) -> Sequential:
             arrays = {name: npz[name] for name in names - {META_KEY}}
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-        # Pickled objects (allow_pickle=False), bad zip data, truncation, CRC mismatch.
-        raise ModelFileError(f"{path} is not a readable fastnn model file: {exc}") from exc
+    except Exception as exc:
+        # Pickled objects (allow_pickle=False), bad zip data, truncation, CRC mismatch, and a
+        # corrupted .npy header, whose parser can fail in many ways (tokenize, syntax, Unicode).
+        raise ModelFileError(
+            f"{path} is not a readable fastnn model file: {type(exc).__name__}: {exc}"
+        ) from exc
     try:
         return _build(meta, arrays, path)
     except ModelFileError:
         raise
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ModelFileError(f"{path}: invalid model record: {exc}") from exc
+    except Exception as exc:  # any malformed field of the record
+        raise ModelFileError(f"{path}: invalid model record: {type(exc).__name__}: {exc}") from exc
 
 
 def _parse_meta(raw: np.ndarray, path: Path) -> dict[str, Any]:
