@@ -80,11 +80,11 @@ class BaseMLP(BaseEstimator):
     # -- fitting -------------------------------------------------------------------------------
     def _fit(self, X, y, incremental: bool):  # noqa: ANN001, ANN202
         hidden = _params.check_params(self)
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         dtype = np.dtype(self.dtype) if first_pass else self._model.dtype
         X, y = self._validate_xy(X, y, reset=first_pass, dtype=dtype)
-        if not X.flags.writeable:  # compiled kernels take writable buffers (memmaps may not be)
-            X = X.copy()
         targets, n_outputs = self._encode_targets(y, first_pass, incremental)
         rs = check_random_state(self.random_state)
         if first_pass:
@@ -94,8 +94,6 @@ class BaseMLP(BaseEstimator):
             self._sync_model()
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = _params.make_optimizer(self, self._objective()[1])
-        if self.early_stopping and incremental:
-            raise ValueError("partial_fit does not support early_stopping=True")
 
         X_val = y_val = None
         if self.early_stopping:
@@ -274,13 +272,12 @@ class BaseMLP(BaseEstimator):
 
     # -- pickling: the network's arrays are saved once ---------------------------------------
     def __getstate__(self) -> dict:
-        state = super().__getstate__()
-        if "_model" in state:
-            # coefs_/intercepts_ alias the network's arrays; joblib pickles arrays by value, so
-            # storing both would unpickle two copies. They are re-linked in __setstate__.
+        # coefs_/intercepts_ alias the network's arrays; joblib pickles arrays by value, so
+        # storing both would unpickle two copies. They are re-linked in __setstate__.
+        if hasattr(self, "_model"):
             self._sync_model()
-            state = {k: v for k, v in state.items() if k not in ("coefs_", "intercepts_")}
-        return state
+        state = super().__getstate__()
+        return {k: v for k, v in state.items() if k not in ("coefs_", "intercepts_")}
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)

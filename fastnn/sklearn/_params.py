@@ -3,16 +3,14 @@
 scikit-learn's MLP and fastnn scale their objectives differently; the mapping below makes
 fastnn take *the same steps* as scikit-learn (verified against it in ``tests/test_sklearn.py``).
 
-On a batch of ``n_b`` samples, scikit-learn's loss gradient is ``(output - target) / n_b`` per
-output unit, ``s`` times fastnn's, and its reported loss is ``c`` times fastnn's:
+On a batch of ``n_b`` samples scikit-learn's loss gradient is ``(output - target) / n_b`` per
+output unit: ``s`` times fastnn's. Its reported loss is ``c`` times fastnn's:
 
-=====================================  ==========  ===========  ===========================
-problem (output)                        fastnn loss  s (gradient)  c (reported ``loss_``)
-=====================================  ==========  ===========  ===========================
-multi-class (softmax)                   cross_entropy  1            1
-binary / multi-label, k outputs         binary_cross_entropy (mean over k)  k  k
-regression, k outputs (half squared)    mse (mean over k, no 1/2)  k / 2   1 / 2
-=====================================  ==========  ===========  ===========================
+- multi-class (softmax): fastnn ``cross_entropy``; s = 1, c = 1.
+- binary and multi-label, k sigmoid outputs: fastnn ``binary_cross_entropy`` averages over the
+  k outputs too, scikit-learn sums them; s = k, c = k.
+- regression, k outputs: fastnn ``mse`` is the mean of (o - t)^2 over n*k, scikit-learn's loss
+  is half of it; s = k / 2 (its gradient is not scaled by 1/k), c = 1/2.
 
 scikit-learn's L2 term adds ``alpha * W / n_b`` to the gradient of the weights. With
 ``weight_decay = alpha / (s * batch_size)``:
