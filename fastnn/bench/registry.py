@@ -147,14 +147,18 @@ _plugins_loaded = False
 
 
 def register_impl(impl: Impl, replace: bool = False) -> None:
-    """Add an implementation to the registry (see the module docstring)."""
+    """Add an implementation to the registry (see the module docstring).
+
+    Registering an equal ``Impl`` twice is harmless; a different one under a taken name needs
+    ``replace=True``.
+    """
     if not isinstance(impl, Impl):
         raise TypeError(f"expected an Impl, got {type(impl).__name__}")
     if impl.kind not in ("backend", "peer"):
         raise ValueError(f"Impl.kind must be 'backend' or 'peer', got {impl.kind!r}")
     if ":" not in impl.factory:
         raise ValueError(f"Impl.factory must be 'module:function', got {impl.factory!r}")
-    if impl.name in _IMPLS and not replace:
+    if impl.name in _IMPLS and not replace and _IMPLS[impl.name] != impl:  # same one: no-op
         raise ValueError(f"an implementation named {impl.name!r} is already registered")
     _IMPLS[impl.name] = impl
 

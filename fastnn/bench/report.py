@@ -73,7 +73,7 @@ def markdown(report: dict) -> str:
         f"{m['cpu']} ({m['cores']} cores usable, {m['threads']} threads used).",
         "",
         f"- Versions: {_versions(report)}.",
-        f"- BLAS (NumPy): {blas or 'unknown'}; environment: {env}.",
+        f"- BLAS in the parent process: {blas or 'unknown'}; environment: {env}.",
         f"- SGEMM ceiling (float32 {report['sgemm']['size']}² matmul through NumPy, best of "
         f"{report['sgemm']['calls']}): **{report['sgemm_gflops']:.1f} GFLOP/s**.",
         f"- Model: MLP {'-'.join(map(str, c['layer_sizes']))} ({c['activation']}, "
@@ -132,12 +132,16 @@ def _tta_md(report: dict) -> list[str]:
     t = report.get("time_to_accuracy")
     if not t:
         return []
-    cfg = t["config"]
-    lines = [f"**Time to {t['target']:.1%} test accuracy** (data in memory, evaluation "
-             f"excluded; MLP {cfg['hidden']} {cfg['activation']}, {cfg['optimizer']}, batch "
-             f"{t['batch_size']}, at most {cfg['epochs']} epochs; config from {t['source']})",
-             "", "| impl | backend | reached | epochs | seconds | final test acc |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    from .tta import describe
+
+    lines = [
+        f"**Time to {t['target']:.1%} test accuracy** (wall clock, data in memory, evaluation "
+        f"excluded; {describe(t['config'])}; from {t['source']}; {t['n_train']:,} training "
+        "samples)",
+        "",
+        "| impl | backend | reached | epochs | seconds | final test acc |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in t["results"]:
         if "error" in r:
             lines.append(f"| {r['impl']} | — | error: {r['error']} | | | |")

@@ -58,10 +58,11 @@ class FastnnTrainer:
         import fastnn
 
         self.setup = setup
-        backend = setup.options.get("backend", "auto")
-        fastnn.set_backend(backend)
+        from ..backends import resolve_backend
+
+        # Resolved here, passed to fit: the process-wide default backend is left alone.
+        self.backend = resolve_backend(setup.options.get("backend", "auto")).NAME
         fastnn.set_num_threads(setup.threads)
-        self.backend = fastnn.get_backend()
         sizes = [setup.weights[0].shape[0], *setup.hidden, setup.n_classes]
         acts = [setup.activation] * (len(sizes) - 2) + [None]
         layers = [
@@ -108,6 +109,7 @@ class FastnnTrainer:
                        callbacks=[Marks()])  # fmt: skip
 
     def test_accuracy(self) -> float:
+        # Not timed, so any backend will do; the parity tests make them agree.
         return float(np.mean(self.model.predict(self.setup.X_test) == self.setup.y_test))
 
 

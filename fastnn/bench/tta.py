@@ -109,3 +109,18 @@ def best_recipe() -> tuple[dict, str]:
     except (ImportError, AttributeError):
         note = "fastnn.bench.tta.DEFAULT_RECIPE (fastnn.recipes.MNIST_98 not found)"
         return normalize_recipe(DEFAULT_RECIPE), note
+
+
+def describe(recipe: Mapping) -> str:
+    """A normalized recipe in a few words, for the reports."""
+    opt = recipe["optimizer"]
+    name = str(opt.get("name", "sgd"))
+    words = [f"hidden {'-'.join(map(str, recipe['hidden']))} {recipe['activation']}",
+             f"{'Adam' if name == 'adam' else 'SGD'} lr {opt.get('lr')}"]  # fmt: skip
+    if opt.get("momentum"):
+        words[-1] += f" momentum {opt['momentum']}{' (Nesterov)' if opt.get('nesterov') else ''}"
+    if recipe.get("schedule", "none") != "none":
+        words.append(f"{recipe['schedule']} schedule")
+    batch = recipe["batch_size"]
+    words.append(f"batch {'full' if batch is None else batch}, at most {recipe['epochs']} epochs")
+    return ", ".join(words)
