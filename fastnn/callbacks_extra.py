@@ -56,7 +56,7 @@ class EarlyStopping(Callback):
     monitor : str, default "val_loss"
         A key of the epoch logs: ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``.
     patience : int, default 5
-        Epochs without improvement to wait before stopping.
+        Stop after this many epochs in a row without improvement (0: at the first one).
     restore_best : bool, default True
         At the end of training, put back the weights of the best epoch.
     min_delta : float, default 0.0
@@ -102,7 +102,7 @@ class EarlyStopping(Callback):
                 self._best_weights = self.model.get_weights()
             return
         self._wait += 1
-        if self._wait > self.patience:
+        if self._wait >= self.patience:
             self.stopped_epoch = epoch
             self.model.stop_training = True
 

@@ -187,6 +187,10 @@ def fit(
                 cb.on_progress(epoch, done, int(sizes[:done].sum()), mean)
         seconds = time.perf_counter() - t0
         history.iterations += done
+        if done == n_batches and not all(np.isfinite(p).all() for p in model.parameters()):
+            # Every loss was finite but the last update overflowed the weights (float32 tops
+            # out at 3.4e38); the next batch would see NaN, so that update is the culprit.
+            batch_losses[done - 1] = np.inf
         if done < n_batches or not np.isfinite(batch_losses[:done]).all():
             bad = int(np.argmin(np.isfinite(batch_losses[:done])))
             for dst, src in zip((*model.parameters(), *ws.state_arrays()), snapshot, strict=True):
