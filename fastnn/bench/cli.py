@@ -12,6 +12,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -203,8 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .runner import run_benchmark
 
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help and on errors; return its code
         return int(exc.code or 0)
     if args.warmup < 0:
@@ -221,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"fastnn bench: {exc}", file=sys.stderr)
         return 2
+    report["command"] = shlex.join(["fastnn", "bench", *argv])
     print(_summary(report))
     md = rep.markdown(report)
     if _enabled(args.json):

@@ -69,7 +69,7 @@ def markdown(report: dict) -> str:
                      for b in m["blas"] if b.get("user_api") == "blas")  # fmt: skip
     env = ", ".join(f"{k}={v}" for k, v in m["env"].items()) or "none"
     lines = [
-        f"Measured {m['date'][:10]} by `fastnn bench{' --quick' if c['quick'] else ''}` on "
+        f"Measured {m['date'][:10]} by `{report.get('command', 'fastnn bench')}` on "
         f"{m['cpu']} ({m['cores']} cores usable, {m['threads']} threads used).",
         "",
         f"- Versions: {_versions(report)}.",
@@ -184,7 +184,7 @@ def plot(report: dict, path: str | os.PathLike[str]) -> None:
     sizes = report["config"]["batch_sizes"]
     impls = list(dict.fromkeys(r["impl"] for r in report["rows"]))
     by_key = {(r["impl"], r["batch_size"]): r.get("samples_per_s") or 0 for r in report["rows"]}
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(sizes), 4.2))
+    fig, ax = plt.subplots(figsize=(max(6.0, 2.6 + 1.4 * len(sizes)), 4.2))
     width = 0.8 / max(1, len(impls))
     x = np.arange(len(sizes))
     for i, impl in enumerate(impls):
@@ -196,10 +196,9 @@ def plot(report: dict, path: str | os.PathLike[str]) -> None:
     ax.set_xlabel("batch size")
     ax.set_ylabel("training samples / s (higher is better)")
     layers = "-".join(map(str, report["config"]["layer_sizes"]))
-    ax.set_title(
-        f"MLP {layers} on {report['config']['data']}, {report['machine']['threads']} threads"
-    )
-    ax.legend(fontsize="small")
+    threads = report["machine"]["threads"]
+    ax.set_title(f"MLP {layers} on {report['config']['data']}, {threads} threads", fontsize=10)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
