@@ -6,13 +6,15 @@ A. Parameters and buffers arrive as tuples of arrays (one tuple per kind, built 
    ``fastnn.backends.numba.train_epoch``); a tuple of L arrays is one Numba type, so a network
    depth compiles once per dtype and target kind, and the layer loop indexes the tuples at run
    time.
-B. Scratch space for the sparse loops (non-zero lists, the per-chunk column index, the ``dirty``
-   rows of each ``dW``) is allocated once per epoch, sized for the widest layer.
+B. Scratch space for the sparse loops (the int32 ``work`` array, the ``dirty`` rows of each
+   ``dW``) is allocated once per epoch, sized for the widest layer.
 C. Each layer decides loops-or-BLAS once per batch in the forward pass (from the density of its
    input) and the backward pass reuses that decision.
-D. Plain SGD without weight decay skips the rows of ``W`` whose gradient is known to be zero
-   (``dirty`` false): at batch 1 on MNIST that is ~80% of the first layer. Any other optimizer
-   changes every entry (decay, momentum, moments), so it updates all of them.
+D. Plain SGD without weight decay on a loops layer adds ``-lr * x.T @ delta`` straight into
+   ``W`` (``fused``): rows of ``W`` whose inputs are all zero are never touched (~80% of the
+   first layer at batch 1 on MNIST) and ``dW`` is neither written nor zeroed, except in the
+   epoch's last batch, which writes ``dW`` so the workspace ends holding the last gradient.
+   Any other optimizer changes every entry (decay, momentum, moments) and updates them all.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import numpy as np
 
 from .._codes import H_LR, H_WEIGHT_DECAY, OPT_SGD
 from ._jit import kernel
-from ._numba_dense import CHUNK_ROWS, dense_backward_into, dense_forward_into, use_loops
+from ._numba_dense import dense_backward_into, dense_forward_into, use_loops
 from ._numba_losses import loss_value_grad
 from ._numba_optim import update, update_rows
+from ._numba_sparse import work_size
 
 
 @kernel
@@ -42,14 +45,16 @@ def _gather(X, targets, order, start, m, x_batch, y_batch):
 
 
 @kernel
-def _backward_all(weights, outputs, grads, dW, db, x, acts, slopes, loops, ptr, rows, dirty, m):
+def _backward_all(
+    weights, outputs, grads, dW, db, x, acts, slopes, loops, work, dirty, fuse, lr, m
+):
     """dense_backward from the last layer to the first (no input gradient for the first)."""
     for i in range(len(weights) - 1, -1, -1):
         inp = x if i == 0 else outputs[i - 1][:m]
         grad_x = grads[i - 1][:m] if i > 0 else grads[0][:m]  # unused placeholder for layer 0
         dense_backward_into(
             inp, weights[i], outputs[i][:m], grads[i][:m], acts[i], slopes[i], dW[i], db[i],
-            grad_x, i > 0, loops[i], ptr, rows, dirty[i, : inp.shape[1]],
+            grad_x, i > 0, loops[i], work, dirty[i, : inp.shape[1]], fuse, lr,
         )  # fmt: skip
 
 
@@ -66,13 +71,11 @@ def train_epoch_impl(
     widest = 0
     for i in range(n_layers):
         widest = max(widest, weights[i].shape[0])
-    idx = np.empty(widest, np.intp)
-    ptr = np.empty(widest + 1, np.intp)
-    rows = np.empty(min(batch_size, CHUNK_ROWS) * widest, np.intp)
+    work = np.empty(work_size(widest), np.int32)
     dirty = np.ones((n_layers, widest), np.bool_)  # dW may hold anything on entry
     loops = np.zeros(n_layers, np.bool_)
     lr = hyper[H_LR]
-    skip_zero_rows = optimizer == OPT_SGD and hyper[H_WEIGHT_DECAY] == 0.0
+    plain_sgd = optimizer == OPT_SGD and hyper[H_WEIGHT_DECAY] == 0.0
     done = 0
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
@@ -80,9 +83,9 @@ def train_epoch_impl(
         x = x_batch[:m]
         for i in range(n_layers):
             inp = x if i == 0 else outputs[i - 1][:m]
-            loops[i] = use_loops(inp)
+            loops[i] = use_loops(inp, weights[i].shape[1])
             dense_forward_into(
-                inp, weights[i], biases[i], acts[i], slopes[i], outputs[i][:m], idx, loops[i]
+                inp, weights[i], biases[i], acts[i], slopes[i], outputs[i][:m], work, loops[i]
             )
         value = loss_value_grad(
             loss, outputs[n_layers - 1][:m], y_batch[:m], grads[n_layers - 1][:m]
@@ -91,11 +94,16 @@ def train_epoch_impl(
         done += 1
         if not math.isfinite(value):
             break
-        _backward_all(weights, outputs, grads, dW, db, x, acts, slopes, loops, ptr, rows, dirty, m)
+        # The last batch writes dW so that ws.dW ends as the last batch's gradient.
+        fuse = plain_sgd and start + m < n
+        _backward_all(
+            weights, outputs, grads, dW, db, x, acts, slopes, loops, work, dirty, fuse, lr, m
+        )
         step += 1
         for i in range(n_layers):
-            if skip_zero_rows and loops[i]:
-                update_rows(weights[i], dW[i], lr, dirty[i])
+            if plain_sgd and loops[i]:
+                if not fuse:
+                    update_rows(weights[i], dW[i], lr, dirty[i])
             else:
                 update(
                     optimizer, weights[i].reshape(-1), dW[i].reshape(-1),

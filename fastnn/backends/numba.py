@@ -5,7 +5,8 @@ Every public function here is a thin wrapper: it checks its arguments with
 compiled code), converts scalars to plain Python types (so NumPy scalars do not compile new
 specializations) and calls the compiled kernels of the private modules:
 
-- ``_numba_dense``: fused dense forward/backward, BLAS for dense inputs, sparse loops otherwise;
+- ``_numba_dense``: fused dense forward/backward, BLAS for dense inputs, the loops of
+  ``_numba_sparse`` for tiny or sparse ones, the activations of ``_numba_act``;
 - ``_numba_losses``: the five losses, value and gradient in one pass;
 - ``_numba_optim``: SGD, momentum and Adam in one pass per parameter;
 - ``_numba_epoch``: the whole epoch in compiled code.
@@ -28,6 +29,7 @@ from . import _numba_dense as _dense
 from . import _numba_epoch as _epoch
 from . import _numba_losses as _losses
 from . import _numba_optim as _optim
+from . import _numba_sparse as _sparse
 from ._workspace import Workspace
 
 NAME = "numba"
@@ -52,8 +54,10 @@ def dense_forward(
         Overwritten with the activation.
     """
     _checks.check_dense_forward(x, W, b, act, out)
-    idx = np.empty(x.shape[1], np.intp)
-    _dense.dense_forward_into(x, W, b, int(act), float(slope), out, idx, _dense.use_loops(x))
+    work = np.empty(x.shape[1], np.int32)
+    _dense.dense_forward_into(
+        x, W, b, int(act), float(slope), out, work, _dense.use_loops(x, W.shape[1])
+    )
 
 
 def dense_backward(
@@ -88,14 +92,16 @@ def dense_backward(
         Overwritten with dL/dz @ W.T; ``None`` skips it (first layer).
     """
     _checks.check_dense_backward(x, W, a, grad, act, dW_out, db_out, grad_x_out)
-    n, d = x.shape
+    d = x.shape[1]
     want_grad_x = grad_x_out is not None
     # A placeholder of the right type keeps one compiled specialization for both cases.
     grad_x = grad_x_out if want_grad_x else x[:0]
-    rows = np.empty(min(n, _dense.CHUNK_ROWS) * d, np.intp)
+    work = np.empty(_sparse.work_size(d), np.int32)
+    dirty = np.ones(d, np.bool_)  # dW_out may hold anything
+    loops = _dense.use_loops(x, W.shape[1])
     _dense.dense_backward_into(
         x, W, a, grad, int(act), float(slope), dW_out, db_out, grad_x, want_grad_x,
-        _dense.use_loops(x), np.empty(d + 1, np.intp), rows, np.ones(d, np.bool_),
+        loops, work, dirty, False, 0.0,
     )  # fmt: skip
 
 
