@@ -186,6 +186,15 @@ def test_sklearn_row_starts_from_the_shared_weights_and_matches_a_full_batch_ste
     np.testing.assert_allclose(got[1], ours.model.get_weights()[1], rtol=1e-3, atol=1e-5)
 
 
+def test_fastnn_row_refuses_to_time_a_fallback_under_another_name(monkeypatch, data):
+    reference = fastnn.backends.resolve_backend("numpy")
+    monkeypatch.setattr(fastnn.backends, "resolve_backend", lambda name=None: reference)
+    setup = _setup(data, 50)
+    setup.options = {"backend": "cython"}
+    with pytest.raises(RuntimeError, match="unavailable"):
+        trainers.fastnn_trainer(setup)
+
+
 # Missing and failing implementations -------------------------------------------------------
 def test_missing_peer_is_reported_not_fatal(clean_registry, data):
     registry.register_impl(Impl(name="ghost", factory="fastnn_no_such_module:make",
@@ -311,6 +320,11 @@ def test_quick_is_a_small_run_that_explicit_options_override():
                                   ["--time-to-accuracy", "150"], ["--warmup", "-1"]])  # fmt: skip
 def test_cli_usage_errors_exit_with_2(argv, capsys):
     assert cli.main(argv) == 2
+
+
+def test_cli_help_exits_with_0(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "--time-to-accuracy" in capsys.readouterr().out
 
 
 def test_accuracy_target_accepts_percentages():

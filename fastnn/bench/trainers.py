@@ -61,7 +61,12 @@ class FastnnTrainer:
         from ..backends import resolve_backend
 
         # Resolved here, passed to fit: the process-wide default backend is left alone.
-        self.backend = resolve_backend(setup.options.get("backend", "auto")).NAME
+        wanted = setup.options.get("backend", "auto")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the check below says it better
+            self.backend = resolve_backend(wanted).NAME
+        if wanted != "auto" and self.backend != wanted:  # never time the fallback under its name
+            raise RuntimeError(f"fastnn backend {wanted!r} is unavailable in this process")
         fastnn.set_num_threads(setup.threads)
         sizes = [setup.weights[0].shape[0], *setup.hidden, setup.n_classes]
         acts = [setup.activation] * (len(sizes) - 2) + [None]
