@@ -66,7 +66,7 @@ def train_epoch_impl(
     X, targets, order, batch_size, batch_losses,
 ):  # fmt: skip
     """One epoch (see the kernel contract); targets and y_batch are 2-D. Returns (done, step)."""
-    n = X.shape[0]
+    n_rows = order.shape[0]
     n_layers = len(weights)
     widest = 0
     for i in range(n_layers):
@@ -77,8 +77,8 @@ def train_epoch_impl(
     lr = hyper[H_LR]
     plain_sgd = optimizer == OPT_SGD and hyper[H_WEIGHT_DECAY] == 0.0
     done = 0
-    for start in range(0, n, batch_size):
-        m = min(batch_size, n - start)
+    for start in range(0, n_rows, batch_size):
+        m = min(batch_size, n_rows - start)
         _gather(X, targets, order, start, m, x_batch, y_batch)
         x = x_batch[:m]
         for i in range(n_layers):
@@ -95,7 +95,7 @@ def train_epoch_impl(
         if not math.isfinite(value):
             break
         # The last batch writes dW so that ws.dW ends as the last batch's gradient.
-        fuse = plain_sgd and start + m < n
+        fuse = plain_sgd and start + m < n_rows
         _backward_all(
             weights, outputs, grads, dW, db, x, acts, slopes, loops, work, dirty, fuse, lr, m
         )

@@ -227,10 +227,11 @@ def train_epoch(
         Parameters, optimizer state and buffers; updated in place, ``ws.step`` advanced.
     X : ndarray, shape (n, d)
     targets : ndarray, shape (n,) int64 or (n, k) float
-    order : ndarray, shape (n,) int64
-        Permutation of ``range(n)``: batch i is ``order[i*batch_size:(i+1)*batch_size]``.
+    order : ndarray, shape (m,) int64
+        Rows of X to train on, in order (a permutation of ``range(n)``, or a slice of one):
+        batch i is ``order[i*batch_size:(i+1)*batch_size]``.
     batch_size : int
-    batch_losses : ndarray, shape (ceil(n / batch_size),) float64
+    batch_losses : ndarray, shape (ceil(m / batch_size),) float64
         Receives the loss of every batch run.
 
     Returns
