@@ -220,7 +220,6 @@ def test_train_epoch_dense_layers_every_activation(backend, dtype, batch_size):
     assert_same_workspace(ws_new, ws_ref, dtype, scale=50.0)
 
 
-@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
 def test_train_epoch_in_slices_of_one_permutation(backend, dtype, opt):
     """The API may cut an epoch's order at multiples of batch_size to report progress."""
