@@ -113,9 +113,10 @@ def initial_weights(layer_sizes: list[int], activation: str, seed: int) -> list[
 class _Runner:
     """Runs job specs in subprocesses (with files in a temporary directory) or in process."""
 
-    def __init__(self, config: BenchConfig, workdir: Path) -> None:
+    def __init__(self, config: BenchConfig, workdir: Path, bar) -> None:  # noqa: ANN001
         self.config = config
         self.workdir = workdir
+        self.bar = bar  # tqdm: one step per job
         self.inputs: dict[str, tuple[tuple, list[np.ndarray]]] = {}
 
     def add_inputs(self, key: str, data: tuple, weights: list[np.ndarray]) -> None:
@@ -124,7 +125,8 @@ class _Runner:
             (self.workdir / key).mkdir()
             save_inputs(self.workdir / key, data, weights)
 
-    def __call__(self, spec: dict, inputs: str, env: dict | None = None) -> dict:
+    def __call__(self, spec: dict, inputs: str, label: str, env: dict | None = None) -> dict:
+        self.bar.set_postfix_str(label)
         t0 = time.perf_counter()
         if self.config.isolate:
             spec = {**spec, "data_dir": str(self.workdir / inputs)}
@@ -139,6 +141,7 @@ class _Runner:
             except Exception as exc:  # one failing row must not end the benchmark
                 result = {"error": f"{type(exc).__name__}: {exc}"}
         result["job_s"] = time.perf_counter() - t0
+        self.bar.update()
         return result
 
 
@@ -240,17 +243,10 @@ def run_benchmark(
     source = "user-supplied arrays"
     if data is None:
         data, source = load_data(config)
-    X, y, X_test, y_test = (np.asarray(a) for a in data)
-    full = (
-        np.ascontiguousarray(X, dtype=np.float32),
-        np.asarray(y, dtype=np.int64),
-        np.ascontiguousarray(X_test, dtype=np.float32),
-        np.asarray(y_test, dtype=np.int64),
-    )
+    full = _as_arrays(data)
     n_train = min(config.n_train or len(full[0]), len(full[0]))
     train = (full[0][:n_train], full[1][:n_train], full[2], full[3])
-    n_classes = int(max(full[1].max(), full[3].max())) + 1
-    layer_sizes = [train[0].shape[1], *[int(h) for h in config.hidden], n_classes]
+    layer_sizes = [train[0].shape[1], *[int(h) for h in config.hidden], _n_classes(full)]
     batch_sizes = [n_train if b is None else min(int(b), n_train) for b in config.batch_sizes]
     batch_sizes = list(dict.fromkeys(batch_sizes))
 
@@ -263,28 +259,7 @@ def run_benchmark(
         "machine": machine,
         "sgemm_gflops": sgemm["gflops"],
         "sgemm": sgemm,
-        "config": {
-            "hidden": layer_sizes[1:-1],
-            "layer_sizes": layer_sizes,
-            "lr": config.lr,
-            "epochs": config.epochs,
-            "warmup_epochs": config.warmup,
-            "repeats": config.repeats,
-            "dtype": "float32",
-            "activation": config.activation,
-            "loss": "softmax_cross_entropy",
-            "optimizer": "sgd (momentum 0, weight decay 0)",
-            "batch_sizes": batch_sizes,
-            "n_train": n_train,
-            "n_test": len(train[2]),
-            "data": source,
-            "seed": config.seed,
-            "threads": threads,
-            "isolated_processes": config.isolate,
-            "quick": config.quick,
-            "flops_per_sample": flops_per_sample(layer_sizes),
-            "flop_formula": FLOP_FORMULA,
-        },  # fmt: skip
+        "config": _config_section(config, layer_sizes, batch_sizes, train, source, threads),
         "skipped": skipped,
         "rows": [],
         "startup": {},
@@ -292,53 +267,77 @@ def run_benchmark(
     base = {"activation": config.activation, "optimizer": {"name": "sgd", "lr": config.lr},
             "threads": threads, "seed": config.seed, "warmup": config.warmup,
             "epochs": config.epochs}  # fmt: skip
-    recipe = None
+    recipe = recipe_source = None
     if config.time_to_accuracy is not None:
         recipe, recipe_source = tta.best_recipe()
     tta_impls = [i for i in impls if i.name == "torch"] if recipe else []
     n_jobs = config.repeats * len(batch_sizes) * len(impls)
-    n_jobs += 2 * len(impls) * (config.startup and config.isolate) + (1 + len(tta_impls)) * bool(
-        recipe
-    )
+    n_jobs += 2 * len(impls) if config.startup and config.isolate else 0
+    n_jobs += 1 + len(tta_impls) if recipe else 0
     bar = tqdm(total=n_jobs, desc="fastnn bench", unit="job", disable=not progress, leave=False)
 
     with tempfile.TemporaryDirectory(prefix="fastnn-bench-") as tmp:
-        run = _Runner(config, Path(tmp))
+        run = _Runner(config, Path(tmp), bar)
         run.add_inputs("rows", train, initial_weights(layer_sizes, config.activation, config.seed))
         results: dict[tuple[str, int], list[dict]] = {}
         first_rows: list[dict] = []  # the first repeat, for the live table
+
+        def row_of(impl: registry.Impl, bs: int, runs: list[dict]) -> dict:
+            return assemble_row(impl, bs, runs, n_train, layer_sizes, sgemm["gflops"])
+
         for _ in range(config.repeats):
             for bs in batch_sizes:
                 for impl in impls:
-                    bar.set_postfix_str(f"{impl.name} batch {bs}")
-                    result = run(_spec(impl, "row", bs, base), "rows")
+                    result = run(_spec(impl, "row", bs, base), "rows", f"{impl.name} batch {bs}")
                     results.setdefault((impl.name, bs), []).append(result)
-                    bar.update()
                     if on_row is not None and len(results[(impl.name, bs)]) == 1:
-                        partial = assemble_row(impl, bs, [result], n_train, layer_sizes,
-                                               sgemm["gflops"])  # fmt: skip
-                        first_rows.append(partial)
+                        first_rows.append(row_of(impl, bs, [result]))
                         add_speedups(first_rows)
-                        on_row(partial)
-        rows = [assemble_row(impl, bs, results[(impl.name, bs)], n_train, layer_sizes,
-                             sgemm["gflops"]) for bs in batch_sizes for impl in impls]  # fmt: skip
+                        on_row(first_rows[-1])
+        rows = [row_of(impl, bs, results[(impl.name, bs)]) for bs in batch_sizes for impl in impls]
         add_speedups(rows)
         report["rows"] = rows
-
         if config.startup and config.isolate:
-            report["startup"] = _startup(run, impls, rows, base, max(batch_sizes), Path(tmp), bar)
+            report["startup"] = _startup(run, impls, rows, base, max(batch_sizes), Path(tmp))
         if recipe is not None:
             report["time_to_accuracy"] = _time_to_accuracy(
-                run, recipe, recipe_source, float(config.time_to_accuracy), full, threads,
-                tta_impls, bar,
+                run, recipe, str(recipe_source), float(config.time_to_accuracy), full, threads,
+                tta_impls,
             )  # fmt: skip
     bar.close()
     report["bench_seconds"] = time.perf_counter() - t_start
     return report
 
 
+def _as_arrays(data: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(X_train, y_train, X_test, y_test)`` as C-contiguous float32 and int64 arrays."""
+    X, y, X_test, y_test = data
+    images = (np.ascontiguousarray(a, dtype=np.float32) for a in (X, X_test))
+    labels = (np.asarray(a, dtype=np.int64) for a in (y, y_test))
+    (X, X_test), (y, y_test) = images, labels
+    return X, y, X_test, y_test
+
+
+def _n_classes(data: tuple) -> int:
+    return int(max(data[1].max(), data[3].max())) + 1
+
+
+def _config_section(config: BenchConfig, layer_sizes: list[int], batch_sizes: list[int],
+                    train: tuple, source: str, threads: int) -> dict:  # fmt: skip
+    """The ``config`` section of the report: what every row shares."""
+    return {
+        "hidden": layer_sizes[1:-1], "layer_sizes": layer_sizes, "lr": config.lr,
+        "epochs": config.epochs, "warmup_epochs": config.warmup, "repeats": config.repeats,
+        "dtype": "float32", "activation": config.activation, "loss": "softmax_cross_entropy",
+        "optimizer": "sgd (momentum 0, weight decay 0)", "batch_sizes": batch_sizes,
+        "n_train": len(train[0]), "n_test": len(train[2]), "data": source, "seed": config.seed,
+        "threads": threads, "isolated_processes": config.isolate, "quick": config.quick,
+        "flops_per_sample": flops_per_sample(layer_sizes), "flop_formula": FLOP_FORMULA,
+    }  # fmt: skip
+
+
 def _startup(run: _Runner, impls: list[registry.Impl], rows: list[dict], base: dict, bs: int,
-             tmp: Path, bar) -> dict:  # noqa: ANN001  # fmt: skip
+             tmp: Path) -> dict:  # fmt: skip
     """Cold and warm start-up per implementation: import + first epoch - steady epoch.
 
     Cold: a fresh process with an empty JIT cache (``NUMBA_CACHE_DIR`` pointed at a new
@@ -351,9 +350,7 @@ def _startup(run: _Runner, impls: list[registry.Impl], rows: list[dict], base: d
         env = {"NUMBA_CACHE_DIR": str(tmp / f"jit-cache-{impl.name}")}
         entry: dict = {"batch_size": bs, "steady_epoch_s": steady.get(impl.name)}
         for phase in ("cold", "warm"):
-            bar.set_postfix_str(f"{impl.name} {phase} start-up")
-            r = run(_spec(impl, "startup", bs, base), "rows", env=env)
-            bar.update()
+            r = run(_spec(impl, "startup", bs, base), "rows", f"{impl.name} {phase} start-up", env)
             if "error" in r or entry["steady_epoch_s"] is None:
                 entry[phase] = {"error": r.get("error", "no steady epoch time")}
                 continue
@@ -367,10 +364,10 @@ def _startup(run: _Runner, impls: list[registry.Impl], rows: list[dict], base: d
 
 
 def _time_to_accuracy(run: _Runner, recipe: dict, source: str, target: float, data: tuple,
-                      threads: int, peers: list[registry.Impl], bar) -> dict:  # noqa: ANN001  # fmt: skip
+                      threads: int, peers: list[registry.Impl]) -> dict:  # fmt: skip
     """fastnn's best configuration, and PyTorch with the same one, until ``target`` accuracy."""
     n = len(data[0])
-    sizes = [data[0].shape[1], *recipe["hidden"], int(max(data[1].max(), data[3].max())) + 1]
+    sizes = [data[0].shape[1], *recipe["hidden"], _n_classes(data)]
     run.add_inputs("tta", data, initial_weights(sizes, recipe["activation"], recipe["seed"]))
     bs = n if recipe["batch_size"] is None else min(recipe["batch_size"], n)
     base = {"activation": recipe["activation"], "optimizer": recipe["optimizer"],
@@ -383,9 +380,7 @@ def _time_to_accuracy(run: _Runner, recipe: dict, source: str, target: float, da
     )  # fmt: skip
     results = []
     for impl in (fastnn_impl, *peers):
-        bar.set_postfix_str(f"{impl.name} time to {target:.1%}")
-        r = run(_spec(impl, "tta", bs, base), "tta")
-        bar.update()
+        r = run(_spec(impl, "tta", bs, base), "tta", f"{impl.name} time to {target:.1%}")
         results.append({"impl": impl.name, **{k: v for k, v in r.items() if k != "traceback"}})
     return {"target": target, "config": recipe, "source": source, "batch_size": bs,
             "n_train": n, "results": results}  # fmt: skip
