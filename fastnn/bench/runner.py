@@ -288,7 +288,8 @@ def run_benchmark(
         for _ in range(config.repeats):
             for bs in batch_sizes:
                 for impl in impls:
-                    result = run(_spec(impl, "row", bs, base), "rows", f"{impl.name} batch {bs}")
+                    label = f"{impl.name} batch {'full' if bs == n_train else bs}"
+                    result = run(_spec(impl, "row", bs, base), "rows", label)
                     results.setdefault((impl.name, bs), []).append(result)
                     if on_row is not None and len(results[(impl.name, bs)]) == 1:
                         first_rows.append(row_of(impl, bs, [result]))

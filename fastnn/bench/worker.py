@@ -112,42 +112,25 @@ def run_job(spec: dict, data: tuple, weights: list[np.ndarray]) -> dict:
     result: dict = {"setup_s": time.perf_counter() - t0}
     if hasattr(trainer, "backend"):
         result["backend"] = trainer.backend
-    begins: list[float] = []
-    ends: list[float] = []
-    evals: list[float] = []
-    curve: list[float] = []
-    target = spec.get("target")
-
-    def on_begin(epoch: int) -> None:
-        begins.append(time.perf_counter())
-
-    def on_end(epoch: int) -> bool:
-        ends.append(time.perf_counter())
-        if mode != "tta":
-            return False
-        e0 = time.perf_counter()
-        curve.append(trainer.test_accuracy())
-        evals.append(time.perf_counter() - e0)
-        return curve[-1] >= target
-
+    clock = _EpochClock(trainer, spec.get("target") if mode == "tta" else None)
     warmup = int(spec.get("warmup", 1)) if mode != "tta" else 0
     epochs = warmup + int(spec["epochs"]) if mode != "startup" else 1
     t_call = time.perf_counter()
-    trainer.run(epochs, on_begin, on_end)
-    times = [e - b for b, e in zip(begins, ends, strict=True)]
+    trainer.run(epochs, clock.begin, clock.end)
+    times = clock.epoch_times()
     if mode == "tta":
-        reached = bool(curve) and curve[-1] >= target
+        evals, curve = clock.evals, clock.curve
         result.update(
-            reached=reached, epochs=len(times), epoch_s_all=times, accuracy_curve=curve,
-            eval_s=float(sum(evals)),
+            reached=bool(curve) and curve[-1] >= spec["target"], epochs=len(times),
+            epoch_s_all=times, accuracy_curve=curve, eval_s=float(sum(evals)),
             # Wall clock from the training call to the end of the last epoch, without the
             # evaluations that ran between epochs.
-            seconds=(ends[-1] - t_call - sum(evals[:-1])) if times else None,
+            seconds=(clock.ends[-1] - t_call - sum(evals[:-1])) if times else None,
         )  # fmt: skip
         return result
     # The first epoch counts from the training call: a user waits for validation, buffer
     # allocation and JIT compilation before the first epoch is done.
-    result["first_epoch_s"] = ends[0] - t_call
+    result["first_epoch_s"] = clock.ends[0] - t_call
     if mode == "startup":
         return result
     timed = times[warmup:]
@@ -157,6 +140,36 @@ def run_job(spec: dict, data: tuple, weights: list[np.ndarray]) -> dict:
     result["test_accuracy"] = trainer.test_accuracy()
     result["eval_s"] = time.perf_counter() - e0
     return result
+
+
+class _EpochClock:
+    """The hooks handed to ``Trainer.run``: timestamps, and test accuracy when chasing a target.
+
+    The evaluation runs after the epoch's end mark, so it is never inside a timed epoch.
+    """
+
+    def __init__(self, trainer, target: float | None) -> None:  # noqa: ANN001
+        self.trainer = trainer
+        self.target = target
+        self.begins: list[float] = []
+        self.ends: list[float] = []
+        self.evals: list[float] = []
+        self.curve: list[float] = []
+
+    def begin(self, epoch: int) -> None:
+        self.begins.append(time.perf_counter())
+
+    def end(self, epoch: int) -> bool:
+        self.ends.append(time.perf_counter())
+        if self.target is None:
+            return False
+        e0 = time.perf_counter()
+        self.curve.append(self.trainer.test_accuracy())
+        self.evals.append(time.perf_counter() - e0)
+        return self.curve[-1] >= self.target
+
+    def epoch_times(self) -> list[float]:
+        return [e - b for b, e in zip(self.begins, self.ends, strict=True)]
 
 
 def child_main(spec: dict, import_s: float, out_path: str) -> None:
