@@ -43,6 +43,7 @@ def _broken_factory(setup: Setup):  # noqa: ANN201
 def clean_registry(monkeypatch):  # noqa: ANN001, ANN201
     """A private copy of the registry, so fake implementations do not leak."""
     monkeypatch.setattr(registry, "_IMPLS", dict(registry._IMPLS))
+    monkeypatch.setattr(registry, "_plugin_problems", dict(registry._plugin_problems))
     return registry
 
 
@@ -290,6 +291,12 @@ def test_plugin_module_registers_through_its_hook(clean_registry, monkeypatch, t
     monkeypatch.setattr(registry, "_plugins_loaded", False)
     assert registry.load_plugins() == {}
     assert registry.get_impl("mine").kind == "peer"
+    (tmp_path / "my_broken_plugin.py").write_text("import fastnn_no_such_dependency\n")
+    monkeypatch.setenv(registry.PLUGIN_ENV, "my_broken_plugin")
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    assert "fastnn_no_such_dependency" in registry.load_plugins()["my_broken_plugin"]
+    skipped = runner.select_impls(runner.BenchConfig(backends=["numpy"], peers=[]))[1]
+    assert skipped[0]["impl"] == "my_broken_plugin" and skipped[0]["kind"] == "plugin"
     assert "mine" in [impl.name for impl in registry.registered("peer")]
 
 

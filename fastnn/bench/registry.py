@@ -144,6 +144,7 @@ class Impl:
 
 _IMPLS: dict[str, Impl] = {}
 _plugins_loaded = False
+_plugin_problems: dict[str, str] = {}  # plug-in module -> why it could not be imported
 
 
 def register_impl(impl: Impl, replace: bool = False) -> None:
@@ -185,10 +186,11 @@ def _register_builtins() -> None:
 def load_plugins() -> dict[str, str]:
     """Import the plugin modules once and let them register; returns {module: problem}."""
     global _plugins_loaded
-    problems: dict[str, str] = {}
     if _plugins_loaded:
-        return problems
+        return dict(_plugin_problems)
     _plugins_loaded = True
+    problems = _plugin_problems
+    problems.clear()
     extra = [m.strip() for m in os.environ.get(PLUGIN_ENV, "").split(",") if m.strip()]
     for module_name in (*PLUGIN_MODULES, *extra):
         try:
@@ -201,7 +203,7 @@ def load_plugins() -> dict[str, str]:
         hook = getattr(module, PLUGIN_HOOK, None)
         if hook is not None:
             hook(lambda impl, replace=False: register_impl(impl, replace=replace))
-    return problems
+    return dict(problems)
 
 
 def registered(kind: str | None = None) -> list[Impl]:

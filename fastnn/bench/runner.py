@@ -71,9 +71,11 @@ def select_impls(config: BenchConfig) -> tuple[list[registry.Impl], list[dict]]:
 
     Unknown names raise ValueError; unavailable ones are skipped and reported.
     """
-    registry.load_plugins()
+    problems = registry.load_plugins()
     chosen: list[registry.Impl] = []
-    skipped: list[dict] = []
+    skipped = [
+        {"impl": module, "kind": "plugin", "reason": why} for module, why in problems.items()
+    ]
     for kind, names in (("backend", config.backends), ("peer", config.peers)):
         known = [impl.name for impl in registry.registered(kind)]
         wanted = known if names is None else list(dict.fromkeys(names))
