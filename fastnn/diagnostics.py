@@ -76,7 +76,11 @@ class DeadUnitsWarning(GradientWarning):
 def _norm(a: np.ndarray) -> float:
     # vdot of a flat view: one BLAS pass, no temporary array.
     flat = a.reshape(-1)
-    return math.sqrt(float(np.vdot(flat, flat)))
+    square = float(np.vdot(flat, flat))
+    if math.isinf(square) and flat.dtype != np.float64:
+        # The float32 sum of squares overflows long before the entries do (3.4e38).
+        square = float(np.vdot(flat.astype(np.float64), flat.astype(np.float64)))
+    return math.sqrt(square)
 
 
 class DiagnosticsRecorder:
@@ -182,47 +186,48 @@ class DiagnosticsRecorder:
         self._start_epoch()
         return {"epoch": epoch + 1, "layers": layers, "warnings": [m for _, m in messages]}
 
+    def _exploding(self, s: dict[str, Any]) -> str | None:
+        i, name = s["layer"], f"layer {s['layer']} ({s['activation']})"
+        remedy = "remedy: lower the learning rate or set clip_grad_norm"
+        if not (math.isfinite(s["grad_norm"]) and math.isfinite(s["weight_norm"])):
+            return f"{name}: gradients or weights are not finite; {remedy}"
+        growth = s["weight_norm"] / max(self._start_norms[i], 1e-12)
+        if growth > EXPLODING_GROWTH:
+            return f"{name}: the weight norm grew x{growth:.3g} in one epoch; the gradients " \
+                   f"explode; {remedy}"  # fmt: skip
+        ratio = s["update_ratio"]
+        if ratio is not None and ratio > EXPLODING_UPDATE_RATIO:
+            return f"{name}: each step changes the weights by {ratio:.2g} of their norm " \
+                   f"(healthy: ~1e-3); the gradients explode; {remedy}"  # fmt: skip
+        return None
+
     def _check(self, layers: list[dict[str, Any]]) -> list[tuple[type[Warning], str]]:
         found: list[tuple[type[Warning], str, int, str]] = []
-        last = layers[-1]["grad_rms"]
         for s in layers:
-            i = s["layer"]
-            if not (math.isfinite(s["grad_norm"]) and math.isfinite(s["weight_norm"])):
-                found.append((ExplodingGradientWarning, "exploding", i,
-                    f"layer {i} ({s['activation']}): gradients or weights are not finite; "
-                    "remedy: lower the learning rate or set clip_grad_norm"))  # fmt: skip
-                continue
-            ratio = s["update_ratio"]
-            growth = s["weight_norm"] / max(self._start_norms[i], 1e-12)
-            if growth > EXPLODING_GROWTH:
-                found.append((ExplodingGradientWarning, "exploding", i,
-                    f"layer {i} ({s['activation']}): the weight norm grew x{growth:.3g} in one "
-                    "epoch; the gradients explode; remedy: lower the learning rate or set "
-                    "clip_grad_norm"))  # fmt: skip
-            elif ratio is not None and ratio > EXPLODING_UPDATE_RATIO:
-                found.append((ExplodingGradientWarning, "exploding", i,
-                    f"layer {i} ({s['activation']}): each step changes the weights by "
-                    f"{ratio:.2g} of their norm (healthy: ~1e-3); the gradients explode; "
-                    "remedy: lower the learning rate or set clip_grad_norm"))  # fmt: skip
-            if i < len(layers) - 1 and last > 0 and s["grad_rms"] < VANISHING_RATIO * last:
-                found.append((VanishingGradientWarning, "vanishing", i,
-                    f"layer {i} ({s['activation']}): gradient RMS {s['grad_rms']:.2e} is "
-                    f"{s['grad_rms'] / last:.1e} of the output layer's; the gradients vanish "
+            message = self._exploding(s)
+            if message is not None:
+                found.append((ExplodingGradientWarning, "exploding", s["layer"], message))
+        last = layers[-1]["grad_rms"]
+        # Exploding weights distort every ratio: report vanishing only in a sane epoch.
+        for s in layers[:-1] if not found and last > 0 else []:
+            if s["grad_rms"] < VANISHING_RATIO * last:
+                found.append((VanishingGradientWarning, "vanishing", s["layer"],
+                    f"layer {s['layer']} ({s['activation']}): gradient RMS {s['grad_rms']:.2e} "
+                    f"is {s['grad_rms'] / last:.1e} of the output layer's; the gradients vanish "
                     "toward the input and this layer barely learns; remedy: ReLU instead of "
                     "sigmoid/tanh, He (ReLU) or Xavier (sigmoid/tanh) initialisation"))  # fmt: skip
+        for s in layers:
             dead = s["dead_fraction"]
             if dead is not None and dead >= DEAD_FRACTION:
-                found.append((DeadUnitsWarning, "dead", i,
-                    f"layer {i} ({s['activation']}): {dead:.0%} of the units were never active "
-                    "this epoch (dead ReLU units do not learn); remedy: lower the learning "
-                    "rate, He initialisation, or leaky_relu"))  # fmt: skip
-        out = []
+                found.append((DeadUnitsWarning, "dead", s["layer"],
+                    f"layer {s['layer']} ({s['activation']}): {dead:.0%} of the units were never "
+                    "active this epoch (dead ReLU units do not learn); remedy: lower the "
+                    "learning rate, He initialisation, or leaky_relu"))  # fmt: skip
         for category, kind, i, message in found:
-            out.append((category, message))
             if self.warn and (kind, i) not in self._warned:
                 self._warned.add((kind, i))
-                warnings.warn(message, category, stacklevel=4)
-        return out
+                warnings.warn(message, category, stacklevel=5)  # the caller of model.fit
+        return [(category, message) for category, _, _, message in found]
 
 
 def format_epoch(record: dict[str, Any]) -> str:

@@ -9,16 +9,17 @@ if TYPE_CHECKING:
     from .history import History
 
 
-def _figure_class():  # noqa: ANN202
+def _matplotlib():  # noqa: ANN202
     try:
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError as exc:
         raise ImportError(
             "plotting needs matplotlib: pip install 'fastnn[plot]' (or pip install matplotlib)"
         ) from exc
     # A bare Figure (no pyplot) renders to files without a display and leaves the user's
     # pyplot backend and open figures alone.
-    return Figure
+    return Figure, MaxNLocator
 
 
 def plot_history(history: History, path: str | os.PathLike[str]) -> None:
@@ -41,7 +42,7 @@ def plot_history(history: History, path: str | os.PathLike[str]) -> None:
     """
     if not history.loss:
         raise ValueError("the history has no epoch to plot (train for at least one epoch)")
-    Figure = _figure_class()
+    Figure, MaxNLocator = _matplotlib()
     has_acc = bool(history.accuracy or history.val_accuracy)
     fig = Figure(figsize=(10 if has_acc else 5.5, 4))
     axes = fig.subplots(1, 2 if has_acc else 1)
@@ -56,6 +57,7 @@ def plot_history(history: History, path: str | os.PathLike[str]) -> None:
         if val:
             ax.plot(epochs[: len(val)], val, marker="s", label=f"validation {name}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
