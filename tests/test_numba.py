@@ -45,21 +45,27 @@ def test_loops_and_blas_paths_agree(n):
         np.testing.assert_allclose(with_loops, with_blas, rtol=1e-12, atol=1e-12)
 
 
-def test_fused_update_equals_dw_then_sgd():
-    """The epoch's fused path adds -lr x.T @ delta straight into W: same as dW then SGD."""
-    rng = np.random.default_rng(1)
-    n, d, k = 9, 30, 6
-    x, delta = _sparse_batch(rng, n, d, 0.8), rng.standard_normal((n, k))
+@pytest.mark.parametrize("n", [1, 9, 70])
+def test_sgd_step_in_backward_equals_dw_then_sgd(n):
+    """Plain SGD on a loops layer steps W in the backward pass: same as dW then sgd_update."""
+    rng = np.random.default_rng(n)
+    d, k = 30, 6
+    x, delta = _sparse_batch(rng, n, d, 0.8 if n > 1 else 0.5), rng.standard_normal((n, k))
     W = rng.standard_normal((d, k))
     work = np.empty(_numba_sparse.work_size(d), np.int32)
     dirty = np.ones(d, np.bool_)
     dW = np.full((d, k), np.nan)
-    _numba_sparse.weight_grad_loops(x, delta, dW, False, 0.0, work, dirty)
+    stepped = W.copy()
+    _numba_sparse.weight_grad_loops(x, delta, dW, work, dirty, stepped, 0.1, True)
     np.testing.assert_allclose(dW, x.T @ delta, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(stepped, W - 0.1 * dW, rtol=1e-12, atol=1e-12)
     assert not dirty[(x == 0).all(axis=0)].any()  # untouched rows are known to be zero
-    fused = W.copy()
-    _numba_sparse.weight_grad_loops(x, delta, fused, True, 0.1, work, dirty)
-    np.testing.assert_allclose(fused, W - 0.1 * dW, rtol=1e-12, atol=1e-12)
+    # A second batch touching other rows: stale rows of the first are zeroed, W unchanged there.
+    x2 = _sparse_batch(rng, n, d, 0.8 if n > 1 else 0.5)
+    again = W.copy()
+    _numba_sparse.weight_grad_loops(x2, delta, dW, work, dirty, again, 0.1, False)
+    np.testing.assert_allclose(dW, x2.T @ delta, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(again, W)
 
 
 def test_loop_choice_follows_density():

@@ -10,11 +10,10 @@ B. Scratch space for the sparse loops (the int32 ``work`` array, the ``dirty`` r
    ``dW``) is allocated once per epoch, sized for the widest layer.
 C. Each layer decides loops-or-BLAS once per batch in the forward pass (from the density of its
    input) and the backward pass reuses that decision.
-D. Plain SGD without weight decay on a loops layer adds ``-lr * x.T @ delta`` straight into
-   ``W`` (``fused``): rows of ``W`` whose inputs are all zero are never touched (~80% of the
-   first layer at batch 1 on MNIST) and ``dW`` is neither written nor zeroed, except in the
-   epoch's last batch, which writes ``dW`` so the workspace ends holding the last gradient.
-   Any other optimizer changes every entry (decay, momentum, moments) and updates them all.
+D. Plain SGD without weight decay on a loops layer steps ``W`` inside the backward pass, on
+   the rows whose inputs are not all zero (~20% of the first layer at batch 1 on MNIST; the
+   other rows have a zero gradient). Any other optimizer changes every entry (decay,
+   momentum, moments) and updates them all after the backward pass, as the reference does.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from .._codes import H_LR, H_WEIGHT_DECAY, OPT_SGD
 from ._jit import kernel
 from ._numba_dense import dense_backward_into, dense_forward_into, use_loops
 from ._numba_losses import loss_value_grad
-from ._numba_optim import update, update_rows
+from ._numba_optim import update
 from ._numba_sparse import work_size
 
 
@@ -46,15 +45,16 @@ def _gather(X, targets, order, start, m, x_batch, y_batch):
 
 @kernel
 def _backward_all(
-    weights, outputs, grads, dW, db, x, acts, slopes, loops, work, dirty, fuse, lr, m
+    weights, outputs, grads, dW, db, x, acts, slopes, loops, work, dirty, sgd, lr, m, stepped
 ):
-    """dense_backward from the last layer to the first (no input gradient for the first)."""
+    """dense_backward from the last layer to the first (no input gradient for the first);
+    stepped[i] tells whether layer i's W already took its plain-SGD step."""
     for i in range(len(weights) - 1, -1, -1):
         inp = x if i == 0 else outputs[i - 1][:m]
         grad_x = grads[i - 1][:m] if i > 0 else grads[0][:m]  # unused placeholder for layer 0
-        dense_backward_into(
+        stepped[i] = dense_backward_into(
             inp, weights[i], outputs[i][:m], grads[i][:m], acts[i], slopes[i], dW[i], db[i],
-            grad_x, i > 0, loops[i], work, dirty[i, : inp.shape[1]], fuse, lr,
+            grad_x, i > 0, loops[i], work, dirty[i, : inp.shape[1]], sgd, lr,
         )  # fmt: skip
 
 
@@ -74,6 +74,7 @@ def train_epoch_impl(
     work = np.empty(work_size(widest), np.int32)
     dirty = np.ones((n_layers, widest), np.bool_)  # dW may hold anything on entry
     loops = np.zeros(n_layers, np.bool_)
+    stepped = np.zeros(n_layers, np.bool_)
     lr = hyper[H_LR]
     plain_sgd = optimizer == OPT_SGD and hyper[H_WEIGHT_DECAY] == 0.0
     done = 0
@@ -94,17 +95,13 @@ def train_epoch_impl(
         done += 1
         if not math.isfinite(value):
             break
-        # The last batch writes dW so that ws.dW ends as the last batch's gradient.
-        fuse = plain_sgd and start + m < n_rows
         _backward_all(
-            weights, outputs, grads, dW, db, x, acts, slopes, loops, work, dirty, fuse, lr, m
-        )
+            weights, outputs, grads, dW, db, x, acts, slopes, loops, work, dirty, plain_sgd, lr,
+            m, stepped,
+        )  # fmt: skip
         step += 1
         for i in range(n_layers):
-            if plain_sgd and loops[i]:
-                if not fuse:
-                    update_rows(weights[i], dW[i], lr, dirty[i])
-            else:
+            if not stepped[i]:
                 update(
                     optimizer, weights[i].reshape(-1), dW[i].reshape(-1),
                     state1_w[i].reshape(-1), state2_w[i].reshape(-1), hyper, step,

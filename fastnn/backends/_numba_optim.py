@@ -5,9 +5,8 @@ Design:
 A. Each update reads param, grad and its state once and writes them once (NumPy's version
    makes several passes and temporaries). Hyper-parameters are cast to the parameter dtype
    first, as the reference does, so float32 models see float32 arithmetic.
-B. :func:`update_rows` is the epoch's shortcut for plain SGD without weight decay on a
-   weight matrix whose gradient is zero outside the ``dirty`` rows (sparse first layer):
-   the other rows would be unchanged by ``param -= lr * 0``, so they are skipped.
+B. Plain SGD on a sparse layer is stepped row by row inside the backward pass instead
+   (``_numba_sparse``), only where the gradient is not zero.
 """
 
 from __future__ import annotations
@@ -40,18 +39,6 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float, weight_decay: flo
     else:
         for i in range(param.shape[0]):
             param[i] -= rate * grad[i]
-
-
-@kernel
-def update_rows(W: np.ndarray, dW: np.ndarray, lr: float, dirty: np.ndarray) -> None:
-    """W[j] -= lr * dW[j] for the rows j where dirty[j] (Design B).  W, dW (d, k), dirty (d,)."""
-    rate = W.dtype.type(lr)
-    for j in range(W.shape[0]):
-        if dirty[j]:
-            w = W[j]
-            g = dW[j]
-            for c in range(W.shape[1]):
-                w[c] -= rate * g[c]
 
 
 @kernel

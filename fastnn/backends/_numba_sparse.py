@@ -10,10 +10,12 @@ A. Forward: per input row, a branch-free list of its non-zero columns, then four
 B. ``x.T @ delta`` needs the non-zeros by column: per chunk of ``CHUNK_ROWS`` input rows, the
    row lists are turned into a column index (count, prefix sum, fill, all over the non-zeros),
    so each touched row of the result is read and written once per chunk.
-C. That product either materializes ``dW`` or, for plain SGD, is added straight into ``W``
-   scaled by ``-lr`` (``fused``): untouched rows of ``W`` would not change, and ``dW`` is
-   never written, nor zeroed. When ``dW`` is materialized, ``dirty`` (d,) says which of its
-   rows may hold non-zeros: only those are zeroed first (batch 1 touches ~20% of the rows).
+C. ``dirty`` (d,) says which rows of ``dW`` may hold non-zeros: a row no input of the batch
+   touches is zeroed only if dirty (batch 1 on MNIST touches ~20% of the rows, so the rest of
+   ``dW`` is not rewritten). For plain SGD (``sgd``) the same pass also steps ``W`` on the
+   touched rows, right after each ``dW`` row is summed: the other rows have a zero gradient
+   and would not change. Every batch runs the same arithmetic, so results do not depend on
+   how an epoch is cut into ``train_epoch`` calls.
 D. All integer scratch lives in one int32 ``work`` array (see :func:`work_size`), allocated
    once per epoch or per public call; nothing is allocated inside the loops.
 """
@@ -120,42 +122,44 @@ def _split(work, d):
 
 
 @kernel(inline=True)
-def _add_column(x, delta, j, s, e, rows, alpha, target):
-    """target[j] (k,) += alpha * sum over t in [s, e) of x[rows[t], j] * delta[rows[t]]."""
+def _add_column(x, delta, j, s, e, rows, dW):
+    """dW[j] (k,) += sum over t in [s, e) of x[rows[t], j] * delta[rows[t]]."""
     k = delta.shape[1]
     t = s
     while t + 4 <= e:
         i0, i1, i2, i3 = rows[t], rows[t + 1], rows[t + 2], rows[t + 3]
-        v0, v1 = alpha * x[i0, j], alpha * x[i1, j]
-        v2, v3 = alpha * x[i2, j], alpha * x[i3, j]
+        v0, v1, v2, v3 = x[i0, j], x[i1, j], x[i2, j], x[i3, j]
         for c in range(k):
-            target[j, c] += (
+            dW[j, c] += (
                 v0 * delta[i0, c] + v1 * delta[i1, c] + v2 * delta[i2, c] + v3 * delta[i3, c]
             )
         t += 4
     while t < e:
         i0 = rows[t]
-        v = alpha * x[i0, j]
+        v = x[i0, j]
         for c in range(k):
-            target[j, c] += v * delta[i0, c]
+            dW[j, c] += v * delta[i0, c]
         t += 1
 
 
+@kernel(inline=True)
+def _sgd_row(W, dW, j, rate):
+    """W[j] -= rate * dW[j]: the one expression of the plain-SGD step on a row."""
+    for c in range(W.shape[1]):
+        W[j, c] -= rate * dW[j, c]
+
+
 @kernel
-def weight_grad_loops(x, delta, target, fused, lr, work, dirty):
-    """x (n, d), delta (n, k): target (d, k) = x.T @ delta, or target -= lr * x.T @ delta
-    when ``fused`` (Design C); dirty (d,) per Design C, unused when fused.
+def weight_grad_loops(x, delta, dW, work, dirty, W, lr, sgd):
+    """dW (d, k) = x.T @ delta for x (n, d), delta (n, k), over the non-zeros of x.
+
+    ``dirty`` (d,) per Design C. With ``sgd``, also ``W -= lr * dW`` on the rows of ``W``
+    that change (Design C), while each row is still in cache when the batch is one chunk.
     """
     n, d = x.shape
-    zero = target.dtype.type(0.0)
-    alpha = target.dtype.type(-lr) if fused else target.dtype.type(1.0)
+    zero = dW.dtype.type(0.0)
+    rate = dW.dtype.type(lr)
     lst, rows, rowlen, ends, active = _split(work, d)
-    if not fused:
-        # Start from zero; only the dirty rows can be non-zero.
-        for j in range(d):
-            if dirty[j]:
-                target[j, :] = zero
-                dirty[j] = False
     for r0 in range(0, n, CHUNK_ROWS):
         if n == 1:
             # One row: its non-zero list is the column index (batch-1 SGD lives here).
@@ -163,14 +167,28 @@ def weight_grad_loops(x, delta, target, fused, lr, work, dirty):
             rows[0] = 0
         else:
             n_active = _column_index(x, r0, min(n, r0 + CHUNK_ROWS), work)
+        if r0 == 0:
+            # Rows no input touches must end up zero: only the dirty ones can be non-zero.
+            for j in range(d):
+                empty = x[0, j] == 0 if n == 1 else ends[j] == (ends[j - 1] if j > 0 else 0)
+                if dirty[j] and empty:
+                    dW[j, :] = zero
+                    dirty[j] = False
         for a in range(n_active):
             j = active[a]
+            if r0 == 0:
+                dW[j, :] = zero
             dirty[j] = True
             if n == 1:
-                _add_column(x, delta, j, 0, 1, rows, alpha, target)
+                _add_column(x, delta, j, 0, 1, rows, dW)
             else:
-                start = ends[j - 1] if j > 0 else 0
-                _add_column(x, delta, j, start, ends[j], rows, alpha, target)
+                _add_column(x, delta, j, ends[j - 1] if j > 0 else 0, ends[j], rows, dW)
+            if sgd and n <= CHUNK_ROWS:
+                _sgd_row(W, dW, j, rate)
+    if sgd and n > CHUNK_ROWS:
+        for j in range(d):
+            if dirty[j]:
+                _sgd_row(W, dW, j, rate)
 
 
 @kernel
