@@ -67,10 +67,15 @@ def test_train_end_to_end_writes_model_history_and_plot(dataset, tmp_path, capsy
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_full_batch_sgd_with_diagnostics_prints_the_table(dataset, capsys):
+def test_full_batch_sgd_with_diagnostics_prints_the_table(dataset, capsys, monkeypatch):
+    monkeypatch.setattr(fastnn.threads, "_num_threads", fastnn.threads._num_threads)
+    before = fastnn.get_num_threads()
     code, out, _ = train(capsys, "--dataset", dataset, "--hidden", "16", "--optimizer", "sgd",
-                         "--batch-size", "full", "--epochs", 2, "--diagnostics", "--quiet")
+                         "--batch-size", "full", "--epochs", 2, "--diagnostics", "--quiet",
+                         "--threads", 1)
     assert code == 0
+    assert fastnn.get_num_threads() == 1
+    fastnn.set_num_threads(before)  # the pools as they were; monkeypatch restores the record
     assert out.count("update/weight") == 2  # one table per epoch
     assert "2 iterations - 2 epochs" in out  # full batch: one iteration per epoch
 
