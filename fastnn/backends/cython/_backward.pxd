@@ -32,20 +32,24 @@ cdef inline void build_csc(const floating* x, Py_ssize_t n, Py_ssize_t d, Csc* c
             end[i] += xr[i] != 0
 
 
-cdef inline void csc_from_csr(const Csr* csr, Py_ssize_t n, Py_ssize_t d, Csc* csc) noexcept nogil:
-    """The same pattern by feature, from the lists by row (no pass over x)."""
+cdef inline void csc_from_csr(const Csr* csr, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t d,
+                              Csc* csc) noexcept nogil:
+    """The pattern of rows r0..r1 by feature, from the lists by row (no pass over x).
+
+    ``csc.rows`` count from r0.
+    """
     cdef Py_ssize_t r, i, q, total = 0
     memset(csc.end, 0, d * sizeof(Py_ssize_t))
-    for q in range(csr.ptr[n]):
+    for q in range(csr.ptr[r0], csr.ptr[r1]):
         csc.end[csr.cols[q]] += 1
     for i in range(d):
         csc.start[i] = total
         total += csc.end[i] + 1
         csc.end[i] = csc.start[i]
-    for r in range(n):
+    for r in range(r0, r1):
         for q in range(csr.ptr[r], csr.ptr[r + 1]):
             i = csr.cols[q]
-            csc.rows[csc.end[i]] = <int>r
+            csc.rows[csc.end[i]] = <int>(r - r0)
             csc.end[i] += 1
 
 
@@ -60,11 +64,12 @@ cdef inline void one_row_sgd(floating* row, floating* Wi, Py_ssize_t k, floating
 cdef inline void dw_sparse_rows(Py_ssize_t f0, Py_ssize_t f1, const floating* x, Py_ssize_t d,
                                 const floating* delta, Py_ssize_t k, const Csc* csc,
                                 floating* dW, char* zero_rows, floating* W, bint fuse_sgd,
-                                floating lr) noexcept nogil:
-    """Rows f0..f1 of dW = x.T @ delta, from the samples where each feature is nonzero.
+                                floating lr, bint accumulate) noexcept nogil:
+    """Rows f0..f1 of dW (+)= x.T @ delta, from the samples where each feature is nonzero.
 
     ``zero_rows[i]`` (when not NULL) says dW[i, :] is already all zeros, so an empty row costs
     nothing at batch size 1 where most features are zero in consecutive samples.
+    ``accumulate`` adds to dW (the later row blocks of a large batch) instead.
     """
     cdef Py_ssize_t i, j, q, lo, hi
     cdef int r0, r1, r2, r3
@@ -74,20 +79,23 @@ cdef inline void dw_sparse_rows(Py_ssize_t f0, Py_ssize_t f1, const floating* x,
         hi = csc.end[i]
         row = dW + i * k
         if lo == hi:
+            if accumulate:
+                continue
             if zero_rows == NULL:
                 memset(row, 0, k * sizeof(floating))
             elif not zero_rows[i]:
                 memset(row, 0, k * sizeof(floating))
                 zero_rows[i] = 1
             continue  # a zero gradient row leaves W unchanged under plain SGD
-        if hi - lo == 1 and fuse_sgd:
+        if hi - lo == 1 and fuse_sgd and not accumulate:
             # One sample (batch size 1): gradient row and update in a single pass.
             r0 = csc.rows[lo]
             one_row_sgd(row, W + i * k, k, x[r0 * d + i], delta + r0 * k, lr)
             if zero_rows != NULL:
                 zero_rows[i] = 0
             continue
-        memset(row, 0, k * sizeof(floating))
+        if not accumulate:
+            memset(row, 0, k * sizeof(floating))
         q = lo
         while q + 4 <= hi:
             r0 = csc.rows[q]
@@ -110,15 +118,16 @@ cdef inline void dw_sparse_rows(Py_ssize_t f0, Py_ssize_t f1, const floating* x,
 
 cdef inline void dw_sparse(const floating* x, Py_ssize_t n, Py_ssize_t d, const floating* delta,
                            Py_ssize_t k, const Csc* csc, floating* dW, char* zero_rows,
-                           floating* W, bint fuse_sgd, floating lr, int nthreads) noexcept nogil:
-    """dW = x.T @ delta through the pattern; features split by equal numbers of nonzeros."""
+                           floating* W, bint fuse_sgd, floating lr, bint accumulate,
+                           int nthreads) noexcept nogil:
+    """dW (+)= x.T @ delta through the pattern; features split by equal numbers of nonzeros."""
     cdef Py_ssize_t bounds[MAX_THREADS + 1]
     cdef Py_ssize_t i, t, total, cost = 0
     cdef int nt
     total = csc.end[d - 1] + 1 if d > 0 else 0  # nonzeros + slack slots
     nt = n_chunks((total - d) * k, d, nthreads)
     if nt == 1:
-        dw_sparse_rows(0, d, x, d, delta, k, csc, dW, zero_rows, W, fuse_sgd, lr)
+        dw_sparse_rows(0, d, x, d, delta, k, csc, dW, zero_rows, W, fuse_sgd, lr, accumulate)
         return
     # csc.start[i] counts the nonzeros and slack slots before feature i: a cost prefix sum.
     bounds[0] = 0
@@ -132,7 +141,7 @@ cdef inline void dw_sparse(const floating* x, Py_ssize_t n, Py_ssize_t d, const 
         t += 1
     for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
         dw_sparse_rows(bounds[t], bounds[t + 1], x, d, delta, k, csc, dW, zero_rows, W,
-                       fuse_sgd, lr)
+                       fuse_sgd, lr, accumulate)
 
 
 cdef inline void grad_x_rows(Py_ssize_t lo, Py_ssize_t hi, const floating* delta, Py_ssize_t k,
@@ -165,6 +174,17 @@ cdef inline void dw_dense_rows(Py_ssize_t f0, Py_ssize_t f1, const floating* x, 
          delta, <int>k, <floating>0, dW + f0 * k, <int>k)
 
 
+cdef inline void delta_and_db(const floating* a, floating* grad, Py_ssize_t n, Py_ssize_t k,
+                              int act, floating slope, floating* db) noexcept nogil:
+    """grad = dL/da -> delta = dL/dz in place, and db = its column sums, in one pass."""
+    cdef Py_ssize_t r, j
+    memset(db, 0, k * sizeof(floating))
+    for r in range(n):
+        act_backward_row(a + r * k, grad + r * k, k, act, slope)
+        for j in range(k):
+            db[j] += grad[r * k + j]
+
+
 cdef inline void dense_backward_impl(const floating* x, Py_ssize_t n, Py_ssize_t d, floating* W,
                                      Py_ssize_t k, const floating* a, floating* grad, int act,
                                      floating slope, floating* dW, floating* db,
@@ -175,14 +195,10 @@ cdef inline void dense_backward_impl(const floating* x, Py_ssize_t n, Py_ssize_t
     ``csc`` NULL takes the BLAS path for dW; otherwise the pattern of x drives the row loops.
     ``fuse_sgd`` (row loops only) also applies ``W -= lr * dW`` row by row.
     """
-    cdef Py_ssize_t r, j, t
+    cdef Py_ssize_t t
     cdef int nt
     cdef bint row_loops = csc != NULL
-    memset(db, 0, k * sizeof(floating))
-    for r in range(n):
-        act_backward_row(a + r * k, grad + r * k, k, act, slope)
-        for j in range(k):
-            db[j] += grad[r * k + j]
+    delta_and_db(a, grad, n, k, act, slope, db)
     if grad_x != NULL:
         nt = 1 if row_loops else n_chunks(n * d * k, n, nthreads)
         if nt == 1:
@@ -191,7 +207,7 @@ cdef inline void dense_backward_impl(const floating* x, Py_ssize_t n, Py_ssize_t
             for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
                 grad_x_rows(n * t // nt, n * (t + 1) // nt, grad, k, W, d, grad_x, row_loops)
     if row_loops:
-        dw_sparse(x, n, d, grad, k, csc, dW, zero_rows, W, fuse_sgd, lr, nthreads)
+        dw_sparse(x, n, d, grad, k, csc, dW, zero_rows, W, fuse_sgd, lr, False, nthreads)
         return
     if zero_rows != NULL:
         memset(zero_rows, 0, d)  # BLAS wrote every row: nothing is known to be zero now

@@ -13,8 +13,12 @@ from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 
-from ._backward cimport build_csc, csc_from_csr, dense_backward_impl
+from ._backward cimport build_csc, csc_from_csr, delta_and_db, dense_backward_impl, dw_sparse
 from ._dense cimport Csc, Csr, SMALL_ROWS, build_csr, dense_forward_impl, use_row_loops
+
+
+cdef enum:
+    ROW_BLOCK = 256  # rows of a large sparse batch per nonzero pattern in the first layer's dW
 from ._loss cimport LOSS_CROSS_ENTROPY, loss_by_code
 from ._optim cimport H_LR, H_WEIGHT_DECAY, OPT_SGD, update
 
@@ -79,6 +83,25 @@ cdef inline Py_ssize_t gather(Epoch* e, const floating* X, Py_ssize_t start,
     return nnz
 
 
+cdef inline void backward_first_blocks(Epoch* e, const floating* xb, Py_ssize_t m) noexcept nogil:
+    """dW, db of a sparse first layer on a large batch, ROW_BLOCK rows of x at a time.
+
+    Row blocks keep the rows of x and delta that one block reads in cache (a whole-batch
+    pattern reads them in random order from memory). Updates are not fused.
+    """
+    cdef Layer* L = &e.layers[0]
+    cdef floating* grad = <floating*>L.grad
+    cdef Py_ssize_t r0 = 0, r1
+    delta_and_db(<const floating*>L.out, grad, m, L.k, L.act, <floating>L.slope, <floating*>L.db)
+    L.fused = False
+    while r0 < m:
+        r1 = r0 + ROW_BLOCK if r0 + ROW_BLOCK < m else m
+        csc_from_csr(&e.csr, r0, r1, L.d, &e.csc)
+        dw_sparse(xb + r0 * L.d, r1 - r0, L.d, grad + r0 * L.k, L.k, &e.csc, <floating*>L.dW,
+                  L.zero_rows, <floating*>L.W, False, 0, r0 > 0, e.nthreads)
+        r0 = r1
+
+
 cdef inline void backward_and_update(Epoch* e, const floating* xb, Py_ssize_t m,
                                      bint sparse_input) noexcept nogil:
     cdef Py_ssize_t l
@@ -88,10 +111,13 @@ cdef inline void backward_and_update(Epoch* e, const floating* xb, Py_ssize_t m,
     cdef bint plain_sgd = e.optimizer == OPT_SGD and e.hyper[H_WEIGHT_DECAY] == 0
     for l in range(e.n_layers - 1, -1, -1):
         L = &e.layers[l]
+        if l == 0 and sparse_input and m > ROW_BLOCK:
+            backward_first_blocks(e, xb, m)
+            continue
         x = xb if l == 0 else <const floating*>e.layers[l - 1].out
         row_loops = m < SMALL_ROWS or (l == 0 and sparse_input)
         if row_loops and l == 0:
-            csc_from_csr(&e.csr, m, L.d, &e.csc)
+            csc_from_csr(&e.csr, 0, m, L.d, &e.csc)
         elif row_loops:
             build_csc(x, m, L.d, &e.csc)
         L.fused = row_loops and plain_sgd
