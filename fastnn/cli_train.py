@@ -23,11 +23,10 @@ import numpy as np
 
 from .callbacks import Callback
 from .diagnostics import GradientWarning, format_epoch
-from .recipes import MNIST_98
+from .recipes import MNIST_98, SCHEDULES, build
 
 OPTIMIZER_CHOICES = ("sgd", "momentum", "adam")
 DEFAULT_LR = {"sgd": 0.1, "momentum": MNIST_98["lr"], "adam": 1e-3}
-SCHEDULES = ("none", "step", "exponential", "cosine")
 
 
 def _hidden(text: str) -> list[int]:
@@ -151,38 +150,10 @@ def _split(X: np.ndarray, y: np.ndarray, fraction: float, seed: int):  # noqa: A
     return X[train], y[train], (X[val], y[val])
 
 
-def _make_model(args: argparse.Namespace, n_features: int, n_classes: int):  # noqa: ANN202
-    import fastnn
-
-    sizes = [n_features, *args.hidden]
-    layers = [fastnn.Dense(a, b, args.activation, init=args.init)
-              for a, b in zip(sizes[:-1], sizes[1:], strict=True)]  # fmt: skip
-    layers.append(fastnn.Dense(sizes[-1], n_classes, None, init=args.init))
-    model = fastnn.Sequential(layers, seed=args.seed, dtype=args.dtype)
-    lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
-    if args.optimizer == "adam":
-        opt = fastnn.Adam(lr=lr, weight_decay=args.weight_decay)
-    else:
-        mu = args.momentum if args.optimizer == "momentum" else 0.0
-        opt = fastnn.SGD(lr=lr, momentum=mu, nesterov=args.nesterov and mu > 0,
-                         weight_decay=args.weight_decay)  # fmt: skip
-    return model, opt
-
-
 def _callbacks(args: argparse.Namespace, has_val: bool) -> list:
     import fastnn
 
-    from . import schedules
-
-    cbs: list = []
-    if not args.quiet:
-        cbs.append(fastnn.ProgressBar())
-    if args.schedule == "cosine":
-        cbs.append(schedules.CosineDecay())
-    elif args.schedule == "exponential":
-        cbs.append(schedules.ExponentialDecay(0.7))
-    elif args.schedule == "step":
-        cbs.append(schedules.StepDecay(max(1, args.epochs // 3), 0.1))
+    cbs: list = [] if args.quiet else [fastnn.ProgressBar()]
     if args.early_stopping is not None:
         cbs.append(fastnn.EarlyStopping("val_loss" if has_val else "loss", args.early_stopping))
     if args.diagnostics:
@@ -228,7 +199,14 @@ def _run(args: argparse.Namespace) -> int:
         X, y = X[: args.subset], y[: args.subset]
     n_classes = int(max(np.max(y), np.max(y_test))) + 1
     X, y, val = _split(X, y, args.validation_fraction, args.seed)
-    model, opt = _make_model(args, X.shape[1], n_classes)
+    recipe = {
+        "hidden": args.hidden, "activation": args.activation, "init": args.init,
+        "optimizer": args.optimizer, "momentum": args.momentum, "nesterov": args.nesterov,
+        "lr": DEFAULT_LR[args.optimizer] if args.lr is None else args.lr,
+        "weight_decay": args.weight_decay, "schedule": args.schedule, "epochs": args.epochs,
+        "dtype": args.dtype, "seed": args.seed,
+    }  # fmt: skip
+    model, opt, schedule = build(recipe, X.shape[1], n_classes)
     arch = "-".join(str(s) for s in [X.shape[1], *args.hidden, n_classes])
     print(f"data: {len(X)} training, {0 if val is None else len(val[0])} validation, "
           f"{len(X_test)} test samples, {X.shape[1]} features, {n_classes} classes")  # fmt: skip
@@ -243,7 +221,8 @@ def _run(args: argparse.Namespace) -> int:
             history = model.fit(
                 X, y, loss=args.loss, optimizer=opt, batch_size=args.batch_size,
                 epochs=args.epochs, seed=args.seed, validation_data=val,
-                callbacks=_callbacks(args, val is not None), diagnostics=args.diagnostics,
+                callbacks=[*schedule, *_callbacks(args, val is not None)],
+                diagnostics=args.diagnostics,
                 clip_grad_norm=args.clip_grad_norm,
             )  # fmt: skip
         except fastnn.TrainingDivergedError as exc:
