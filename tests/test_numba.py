@@ -46,26 +46,24 @@ def test_loops_and_blas_paths_agree(n):
 
 
 @pytest.mark.parametrize("n", [1, 9, 70])
-def test_sgd_step_in_backward_equals_dw_then_sgd(n):
-    """Plain SGD on a loops layer steps W in the backward pass: same as dW then sgd_update."""
+def test_sparse_weight_gradient_and_sgd_step(n):
+    """dW over the non-zeros (stale rows of an earlier batch zeroed), and the plain-SGD path
+    that adds -lr x.T @ delta straight into W instead."""
     rng = np.random.default_rng(n)
     d, k = 30, 6
-    x, delta = _sparse_batch(rng, n, d, 0.8 if n > 1 else 0.5), rng.standard_normal((n, k))
-    W = rng.standard_normal((d, k))
+    zeros = 0.8 if n > 1 else 0.5
     work = np.empty(_numba_sparse.work_size(d), np.int32)
     dirty = np.ones(d, np.bool_)
     dW = np.full((d, k), np.nan)
+    for _ in range(2):  # the second batch touches other rows than the first
+        x, delta = _sparse_batch(rng, n, d, zeros), rng.standard_normal((n, k))
+        _numba_sparse.weight_grad_loops(x, delta, dW, work, dirty, False, 0.0)
+        np.testing.assert_allclose(dW, x.T @ delta, rtol=1e-12, atol=1e-12)
+        assert not dirty[(x == 0).all(axis=0)].any()  # untouched rows are known to be zero
+    W = rng.standard_normal((d, k))
     stepped = W.copy()
-    _numba_sparse.weight_grad_loops(x, delta, dW, work, dirty, stepped, 0.1, True)
-    np.testing.assert_allclose(dW, x.T @ delta, rtol=1e-12, atol=1e-12)
+    _numba_sparse.weight_grad_loops(x, delta, stepped, work, dirty, True, 0.1)
     np.testing.assert_allclose(stepped, W - 0.1 * dW, rtol=1e-12, atol=1e-12)
-    assert not dirty[(x == 0).all(axis=0)].any()  # untouched rows are known to be zero
-    # A second batch touching other rows: stale rows of the first are zeroed, W unchanged there.
-    x2 = _sparse_batch(rng, n, d, 0.8 if n > 1 else 0.5)
-    again = W.copy()
-    _numba_sparse.weight_grad_loops(x2, delta, dW, work, dirty, again, 0.1, False)
-    np.testing.assert_allclose(dW, x2.T @ delta, rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(again, W)
 
 
 def test_loop_choice_follows_density():

@@ -9,7 +9,8 @@ B. ``cache=True`` so a second process loads machine code from ``__pycache__`` in
    recompiling (cold compile of the whole backend takes several seconds).
 C. ``error_model="numpy"``: float division by zero gives inf/NaN like NumPy (the loss check
    sees it) instead of a Python ZeroDivisionError, and the division needs no branch.
-D. ``inline="always"`` (``kernel(inline=True)``) only for small helpers in hot loops.
+D. No ``inline="always"``: Numba-level inlining of a helper that takes arrays adds atomic
+   reference counting at every call site; hot loops are written out instead.
 E. ``parallel`` is off: no ``prange`` anywhere. The only multi-threaded work is BLAS (scipy's
    OpenBLAS, reached through ``np.dot``). An OpenMP ``prange`` next to BLAS calls leaves spinning
    OpenMP workers that starve the BLAS threads (DESIGN.md measured 25x slower at batch 128);
@@ -35,13 +36,6 @@ JIT_OPTIONS: dict[str, Any] = {
 }
 
 
-def kernel(func: Callable | None = None, *, inline: bool = False) -> Callable:
-    """Compile ``func`` with fastnn's JIT flags (lazily, on the first call).
-
-    ``inline=True`` inlines a small helper into its callers at Numba level: measured 2-4x
-    faster for helpers called once per sparse column (batch 1 on MNIST).
-    """
-    options = dict(JIT_OPTIONS, inline="always") if inline else JIT_OPTIONS
-    if func is None:
-        return numba.njit(**options)
-    return numba.njit(**options)(func)
+def kernel(func: Callable) -> Callable:
+    """Compile ``func`` with fastnn's JIT flags (lazily, on the first call)."""
+    return numba.njit(**JIT_OPTIONS)(func)

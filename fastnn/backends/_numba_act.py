@@ -3,7 +3,8 @@
 Design:
 
 A. The forward adds the bias and applies the activation to one output row right after the
-   row is computed, while it is hot in cache (:func:`bias_act_row`).
+   row is computed, while it is hot in cache (:func:`bias_act_row`). Rows are indexed as
+   ``out[i, c]``, never sliced: a view costs atomic reference counting in Numba.
 B. The derivative is written from the stored output ``a`` (no pre-activation buffer), turns
    ``grad`` into ``delta`` in place and sums ``db`` in the same pass
    (:func:`act_backward_colsum`).
@@ -20,41 +21,41 @@ from ._jit import kernel
 
 
 @kernel
-def bias_act_row(row: np.ndarray, b: np.ndarray, act: int, slope: float) -> None:
-    """row = act(row + b) in place, for one output row (k,); b (k,)."""
-    k = row.shape[0]
-    zero = row.dtype.type(0.0)
+def bias_act_row(out: np.ndarray, i: int, b: np.ndarray, act: int, slope: float) -> None:
+    """out[i] = act(out[i] + b) in place, for one row of out (n, k); b (k,)."""
+    k = out.shape[1]
+    zero = out.dtype.type(0.0)
     if act == RELU:
         for c in range(k):
-            z = row[c] + b[c]
-            row[c] = zero if z < zero else z
+            z = out[i, c] + b[c]
+            out[i, c] = zero if z < zero else z
     elif act == IDENTITY:
         for c in range(k):
-            row[c] += b[c]
+            out[i, c] += b[c]
     elif act == LEAKY_RELU:
-        s = row.dtype.type(slope)
+        s = out.dtype.type(slope)
         for c in range(k):
-            z = row[c] + b[c]
-            row[c] = z if z > zero else s * z
+            z = out[i, c] + b[c]
+            out[i, c] = z if z > zero else s * z
     elif act == SIGMOID:
         # The tanh form cannot overflow, unlike 1 / (1 + exp(-z)).
-        half = row.dtype.type(0.5)
+        half = out.dtype.type(0.5)
         for c in range(k):
-            row[c] = half * (np.tanh(half * (row[c] + b[c])) + 1)
+            out[i, c] = half * (np.tanh(half * (out[i, c] + b[c])) + 1)
     elif act == TANH:
         for c in range(k):
-            row[c] = np.tanh(row[c] + b[c])
+            out[i, c] = np.tanh(out[i, c] + b[c])
     elif act == SOFTMAX and k > 0:
-        top = row[0] + b[0]
+        top = out[i, 0] + b[0]
         for c in range(k):
-            row[c] += b[c]
-            top = max(top, row[c])
+            out[i, c] += b[c]
+            top = max(top, out[i, c])
         total = zero
         for c in range(k):
-            row[c] = np.exp(row[c] - top)
-            total += row[c]
+            out[i, c] = np.exp(out[i, c] - top)
+            total += out[i, c]
         for c in range(k):
-            row[c] /= total
+            out[i, c] /= total
 
 
 @kernel
@@ -69,25 +70,23 @@ def act_backward_colsum(
     for c in range(k):
         db[c] = zero
     for i in range(n):
-        g = grad[i]
-        ai = a[i]
         if act == RELU:
             for c in range(k):
-                g[c] *= one if ai[c] > zero else zero
+                grad[i, c] *= one if a[i, c] > zero else zero
         elif act == LEAKY_RELU:
             for c in range(k):
-                g[c] *= one if ai[c] > zero else s
+                grad[i, c] *= one if a[i, c] > zero else s
         elif act == SIGMOID:
             for c in range(k):
-                g[c] *= ai[c] * (one - ai[c])
+                grad[i, c] *= a[i, c] * (one - a[i, c])
         elif act == TANH:
             for c in range(k):
-                g[c] *= one - ai[c] * ai[c]
+                grad[i, c] *= one - a[i, c] * a[i, c]
         elif act == SOFTMAX:
             dot = zero
             for c in range(k):
-                dot += g[c] * ai[c]
+                dot += grad[i, c] * a[i, c]
             for c in range(k):
-                g[c] = (g[c] - dot) * ai[c]
+                grad[i, c] = (grad[i, c] - dot) * a[i, c]
         for c in range(k):
-            db[c] += g[c]
+            db[c] += grad[i, c]

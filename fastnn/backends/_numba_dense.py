@@ -11,8 +11,8 @@ A. Two ways to multiply, chosen per call by :func:`use_loops` from a cost model 
 B. After the product, one pass per output row adds the bias and applies the activation
    (``_numba_act``). The backward pass turns ``grad`` into ``delta`` and sums ``db`` in one
    pass, then ``grad_x`` (skipped for the first layer), then ``dW``.
-C. ``grad_x`` comes before ``dW`` so that the loops may step ``W`` with plain SGD as soon as a
-   row of ``dW`` is summed (``sgd``): the input gradient has already used the old ``W``.
+C. ``grad_x`` comes before ``dW`` so that the loops may add ``-lr * x.T @ delta`` straight into
+   ``W`` for plain SGD (``sgd``): the input gradient has already used the old ``W``.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def dense_forward_into(x, W, b, act, slope, out, work, loops):
     else:
         np.dot(x, W, out)
     for i in range(out.shape[0]):
-        bias_act_row(out[i], b, act, slope)
+        bias_act_row(out, i, b, act, slope)
 
 
 @kernel
@@ -68,9 +68,10 @@ def dense_backward_into(
 ):
     """Backward of one layer (kernel contract), grad_x only if ``want_grad_x``.
 
-    With ``sgd`` and ``loops``, ``W -= lr * dW`` is done here too and the function returns
-    True (Design C); otherwise the caller updates ``W`` and it returns False. ``dirty`` (d,):
-    rows of ``dW`` that may be non-zero (``_numba_sparse`` Design C); work: int32 scratch.
+    With ``sgd`` and ``loops``, ``W -= lr * x.T @ delta`` replaces writing ``dW`` and the
+    function returns True (Design C); otherwise ``dW`` is written, the caller updates ``W``
+    and it returns False. ``dirty`` (d,): rows of ``dW`` that may be non-zero
+    (``_numba_sparse`` Design C); work: int32 scratch.
     """
     act_backward_colsum(a, grad, act, slope, db)
     if want_grad_x:
@@ -80,7 +81,7 @@ def dense_backward_into(
         else:
             np.dot(grad, W.T, grad_x)
     if loops:
-        weight_grad_loops(x, grad, dW, work, dirty, W, lr, sgd)
+        weight_grad_loops(x, grad, W if sgd else dW, work, dirty, sgd, lr)
         return sgd
     np.dot(x.T, grad, dW)
     dirty[:] = True

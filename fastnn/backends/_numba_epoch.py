@@ -12,8 +12,12 @@ C. Each layer decides loops-or-BLAS once per batch in the forward pass (from the
    input) and the backward pass reuses that decision.
 D. Plain SGD without weight decay on a loops layer steps ``W`` inside the backward pass, on
    the rows whose inputs are not all zero (~20% of the first layer at batch 1 on MNIST; the
-   other rows have a zero gradient). Any other optimizer changes every entry (decay,
-   momentum, moments) and updates them all after the backward pass, as the reference does.
+   other rows have a zero gradient), without writing ``dW``. Every batch runs the same
+   arithmetic, so cutting an epoch into several calls gives bit-identical weights. After the
+   last batch, ``dW`` of those layers is computed once from the buffers, which still hold
+   that batch, so the workspace ends with the last gradient as the contract says (not after a
+   non-finite loss: those buffers then hold the failed batch). Any other optimizer changes
+   every entry (decay, momentum, moments) and updates them all after the backward pass.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from ._jit import kernel
 from ._numba_dense import dense_backward_into, dense_forward_into, use_loops
 from ._numba_losses import loss_value_grad
 from ._numba_optim import update
-from ._numba_sparse import work_size
+from ._numba_sparse import weight_grad_loops, work_size
 
 
 @kernel
@@ -56,6 +60,16 @@ def _backward_all(
             inp, weights[i], outputs[i][:m], grads[i][:m], acts[i], slopes[i], dW[i], db[i],
             grad_x, i > 0, loops[i], work, dirty[i, : inp.shape[1]], sgd, lr,
         )  # fmt: skip
+
+
+@kernel
+def _last_weight_grads(weights, outputs, grads, dW, x, stepped, work, dirty, m):
+    """dW of the layers whose plain-SGD step skipped it, from the last batch's buffers."""
+    for i in range(len(weights)):
+        if stepped[i]:
+            inp = x if i == 0 else outputs[i - 1][:m]
+            d = inp.shape[1]
+            weight_grad_loops(inp, grads[i][:m], dW[i], work, dirty[i, :d], False, 0.0)
 
 
 @kernel
@@ -107,4 +121,7 @@ def train_epoch_impl(
                     state1_w[i].reshape(-1), state2_w[i].reshape(-1), hyper, step,
                 )  # fmt: skip
             update(optimizer, biases[i], db[i], state1_b[i], state2_b[i], hyper, step)
+    if done and math.isfinite(batch_losses[done - 1]):
+        m = n_rows - (done - 1) * batch_size
+        _last_weight_grads(weights, outputs, grads, dW, x_batch[:m], stepped, work, dirty, m)
     return done, step

@@ -30,13 +30,14 @@ from ._jit import kernel
 
 
 @kernel
-def _log_sum_exp(row: np.ndarray) -> float:
-    top = np.float64(row[0])
-    for c in range(1, row.shape[0]):
-        top = max(top, np.float64(row[c]))
+def _log_sum_exp(outputs: np.ndarray, i: int) -> float:
+    """log sum_j exp(outputs[i, j]), in float64, after subtracting the row maximum."""
+    top = np.float64(outputs[i, 0])
+    for c in range(1, outputs.shape[1]):
+        top = max(top, np.float64(outputs[i, c]))
     total = 0.0
-    for c in range(row.shape[0]):
-        total += math.exp(np.float64(row[c]) - top)
+    for c in range(outputs.shape[1]):
+        total += math.exp(np.float64(outputs[i, c]) - top)
     return top + math.log(total)
 
 
@@ -61,13 +62,12 @@ def softmax_cross_entropy(outputs: np.ndarray, targets: np.ndarray, grad: np.nda
     inv_n = 1.0 / n
     total = 0.0
     for i in range(n):
-        row = outputs[i]
-        lse = _log_sum_exp(row)
+        lse = _log_sum_exp(outputs, i)
         label = np.int64(targets[i, 0])
-        total += lse - np.float64(row[label])
+        total += lse - np.float64(outputs[i, label])
         for c in range(k):
-            grad[i, c] = math.exp(np.float64(row[c]) - lse) * inv_n
-        grad[i, label] = (math.exp(np.float64(row[label]) - lse) - 1.0) * inv_n
+            grad[i, c] = math.exp(np.float64(outputs[i, c]) - lse) * inv_n
+        grad[i, label] = (math.exp(np.float64(outputs[i, label]) - lse) - 1.0) * inv_n
     return total * inv_n
 
 
@@ -77,14 +77,13 @@ def _soft_targets(outputs, targets, grad, with_entropy):
     inv_n = 1.0 / n
     total = 0.0
     for i in range(n):
-        row = outputs[i]
-        lse = _log_sum_exp(row)
+        lse = _log_sum_exp(outputs, i)
         mass = 0.0
         for c in range(k):
             mass += np.float64(targets[i, c])
         for c in range(k):
             t = np.float64(targets[i, c])
-            logp = np.float64(row[c]) - lse
+            logp = np.float64(outputs[i, c]) - lse
             total -= t * logp
             if with_entropy and t > 0.0:
                 total += t * math.log(t)
