@@ -305,3 +305,36 @@ def test_epoch_restores_the_blas_thread_count(threads):
     losses = np.zeros(4)
     cy.train_epoch(ws, X, rng.integers(0, 3, 64), np.arange(64), 16, losses)
     assert blas_threads() == before
+
+
+def test_generic_and_avx2_builds_agree():
+    """The parity tests exercise the build this CPU picks; the other must give the same."""
+    from fastnn.backends.cython import _kernels as generic
+
+    if not generic.cpu_has_avx2_fma():
+        pytest.skip("this CPU runs only the generic build")
+    avx2 = pytest.importorskip("fastnn.backends.cython._kernels_v3")
+    rng = np.random.default_rng(11)
+    n, sizes = 300, (200, 128, 10)
+    X = _mnist_like(rng, n, sizes[0], np.float64)
+    y = rng.integers(0, sizes[-1], n).astype(np.int64)
+    hyper = np.array([0.01, 0.0, 0.0, 1e-4, 0.9, 0.999, 1e-8])  # Adam with weight decay
+    results = []
+    for build in (generic, avx2):
+        for batch_size in (1, 32, 300):
+            rng_w = np.random.default_rng(3)
+            weights = [
+                rng_w.standard_normal((a, b)) / math.sqrt(a)
+                for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+            ]
+            biases = [np.zeros(b) for b in sizes[1:]]
+            ws = Workspace(weights, biases, [C.RELU, C.IDENTITY], [0.0, 0.0],
+                           C.LOSS_CROSS_ENTROPY, C.OPT_ADAM, hyper, batch_size)  # fmt: skip
+            losses = np.zeros(-(-n // batch_size))
+            done, steps = build.train_epoch(ws, X, y, np.arange(n), batch_size, losses, 1)
+            assert done == steps == len(losses)
+            results.append([losses, *ws.weights, *ws.biases])
+    half = len(results) // 2
+    for got, want in zip(results[half:], results[:half], strict=True):
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)

@@ -29,6 +29,27 @@ from ._optim cimport OPT_ADAM, OPT_MOMENTUM, OPT_SGD, adam_range, momentum_range
 
 cnp.import_array()
 
+cdef extern from *:
+    """
+    /* The features the _kernels_v3 build is compiled for (setup.py, V3_FLAGS). */
+    static int fastnn_cpu_has_avx2_fma(void) {
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx") && __builtin_cpu_supports("avx2")
+            && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi")
+            && __builtin_cpu_supports("bmi2");
+    #else
+        return 0;
+    #endif
+    }
+    """
+    int fastnn_cpu_has_avx2_fma() noexcept nogil
+
+
+def cpu_has_avx2_fma():
+    """True when this CPU (and its OS) can run the AVX2 + FMA build ``_kernels_v3``."""
+    return bool(fastnn_cpu_has_avx2_fma())
+
 # The integer codes compiled in, so a test can compare them with fastnn._codes.
 CODES = {
     "activations": {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU,
