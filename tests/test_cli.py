@@ -174,3 +174,16 @@ def test_python_dash_m_runs_the_command(dataset):
     )
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout.splitlines()[-1]
+
+
+def test_history_plot_for_regression_and_empty_history(tmp_path):
+    pytest.importorskip("matplotlib")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 3))
+    model = fastnn.Sequential([fastnn.Dense(3, 2)], seed=0)
+    history = model.fit(X, X[:, :2], loss="mse", epochs=2, backend="numpy")
+    assert history.accuracy == []  # regression: the loss panel only
+    history.plot(tmp_path / "loss.png")
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="no epoch"):
+        fastnn.History().plot(tmp_path / "empty.png")
