@@ -68,9 +68,11 @@ def test_sparse_weight_gradient_and_sgd_step(n):
 
 def test_loop_choice_follows_density():
     rng = np.random.default_rng(2)
-    assert _numba_dense.use_loops(rng.standard_normal((1, 784)), 128)  # batch 1: always loops
-    assert _numba_dense.use_loops(_sparse_batch(rng, 64, 784, 0.81), 128)  # MNIST-like
-    assert not _numba_dense.use_loops(rng.standard_normal((64, 784)), 128)  # dense: BLAS
+    use = _numba_dense.use_loops
+    assert use(rng.standard_normal((1, 784)), 128, 2)  # batch 1: always loops
+    assert use(_sparse_batch(rng, 64, 784, 0.81), 128, 2)  # MNIST-like
+    assert not use(rng.standard_normal((64, 784)), 128, 1)  # dense: BLAS
+    assert not use(_sparse_batch(rng, 4096, 784, 0.81), 128, 2)  # huge batch: threaded BLAS
 
 
 def test_jit_flags_keep_the_non_finite_check():

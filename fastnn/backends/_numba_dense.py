@@ -23,21 +23,24 @@ from ._jit import kernel
 from ._numba_act import act_backward_colsum, bias_act_row
 from ._numba_sparse import forward_loops, input_grad_loops, weight_grad_loops
 
-# Cost model of one forward + dW, in ns, fitted on the project machine (AMD EPYC, AVX-512,
-# one BLAS thread; see the backend report). Loops cost per non-zero input and output column;
-# BLAS pays a call, packing W (d*k) and the full n*d*k product, less efficiently for thin k.
+# Cost model of one forward + dW, in ns, fitted on the project machine (AMD EPYC, AVX-512; see
+# the backend report). Loops cost per non-zero input and output column; BLAS pays a call,
+# packing W (d*k) and the full n*d*k product, less efficiently for thin k, and shares the
+# product between its threads (not perfectly: 0.8 of a thread each beyond the first).
 LOOPS_PER_NONZERO = 6.6
 LOOPS_PER_NONZERO_COLUMN = 0.0525
 BLAS_CALL = 2000.0
 BLAS_PER_WEIGHT = 0.36
 BLAS_PER_PRODUCT = 0.033
 BLAS_FULL_WIDTH = 40  # below this many output columns a BLAS product costs more per element
+BLAS_THREAD_GAIN = 0.8
 SMALL_BATCH = 2  # up to this many rows, loops also compute grad_x (BLAS: call overhead)
 
 
 @kernel
-def use_loops(x: np.ndarray, k: int) -> bool:
-    """True when the sparse loops beat BLAS for input ``x`` (n, d) and ``k`` outputs."""
+def use_loops(x: np.ndarray, k: int, blas_threads: int) -> bool:
+    """True when the sparse loops beat BLAS (``blas_threads`` threads) for the input ``x``
+    (n, d) of a layer with ``k`` outputs."""
     n, d = x.shape
     if n <= SMALL_BATCH:
         return True
@@ -47,8 +50,9 @@ def use_loops(x: np.ndarray, k: int) -> bool:
             nnz += x[i, j] != 0
     loops = nnz * (LOOPS_PER_NONZERO + LOOPS_PER_NONZERO_COLUMN * k)
     thin = max(1.0, BLAS_FULL_WIDTH / max(k, 1))
-    blas = BLAS_CALL + BLAS_PER_WEIGHT * d * k + BLAS_PER_PRODUCT * thin * n * d * k
-    return loops < blas
+    speedup = 1.0 + BLAS_THREAD_GAIN * (max(blas_threads, 1) - 1)
+    product = BLAS_PER_PRODUCT * thin * n * d * k / speedup
+    return loops < BLAS_CALL + BLAS_PER_WEIGHT * d * k + product
 
 
 @kernel

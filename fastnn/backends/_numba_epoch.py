@@ -77,7 +77,7 @@ def train_epoch_impl(
     weights, biases, state1_w, state1_b, state2_w, state2_b,
     outputs, grads, dW, db, x_batch, y_batch,
     acts, slopes, loss, optimizer, hyper, step,
-    X, targets, order, batch_size, batch_losses,
+    X, targets, order, batch_size, batch_losses, blas_threads,
 ):  # fmt: skip
     """One epoch (see the kernel contract); targets and y_batch are 2-D. Returns (done, step)."""
     n_rows = order.shape[0]
@@ -98,7 +98,7 @@ def train_epoch_impl(
         x = x_batch[:m]
         for i in range(n_layers):
             inp = x if i == 0 else outputs[i - 1][:m]
-            loops[i] = use_loops(inp, weights[i].shape[1])
+            loops[i] = use_loops(inp, weights[i].shape[1], blas_threads)
             dense_forward_into(
                 inp, weights[i], biases[i], acts[i], slopes[i], outputs[i][:m], work, loops[i]
             )

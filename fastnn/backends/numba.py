@@ -34,6 +34,22 @@ from ._workspace import Workspace
 
 NAME = "numba"
 
+# Threads of the BLAS that np.dot reaches in Numba (scipy's OpenBLAS), for the loops-or-BLAS
+# choice; looked up once (threadpoolctl takes milliseconds), then kept by set_num_threads.
+_blas_thread_count: int | None = None
+
+
+def _blas_threads() -> int:
+    global _blas_thread_count
+    if _blas_thread_count is None:
+        import scipy.linalg.cython_blas  # noqa: F401  (loads the library first)
+        from threadpoolctl import threadpool_info
+
+        blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        scipy_blas = [i for i in blas if "scipy" in i.get("filepath", "")]
+        _blas_thread_count = max([i["num_threads"] for i in scipy_blas or blas] or [1])
+    return _blas_thread_count
+
 
 # Dense layer ---------------------------------------------------------------------------------
 def dense_forward(
@@ -56,7 +72,7 @@ def dense_forward(
     _checks.check_dense_forward(x, W, b, act, out)
     work = np.empty(x.shape[1], np.int32)
     _dense.dense_forward_into(
-        x, W, b, int(act), float(slope), out, work, _dense.use_loops(x, W.shape[1])
+        x, W, b, int(act), float(slope), out, work, _dense.use_loops(x, W.shape[1], _blas_threads())
     )
 
 
@@ -98,7 +114,7 @@ def dense_backward(
     grad_x = grad_x_out if want_grad_x else x[:0]
     work = np.empty(_sparse.work_size(d), np.int32)
     dirty = np.ones(d, np.bool_)  # dW_out may hold anything
-    loops = _dense.use_loops(x, W.shape[1])
+    loops = _dense.use_loops(x, W.shape[1], _blas_threads())
     _dense.dense_backward_into(
         x, W, a, grad, int(act), float(slope), dW_out, db_out, grad_x, want_grad_x,
         loops, work, dirty, False, 0.0,
@@ -252,7 +268,7 @@ def train_epoch(
         tuple(ws.state2_w), tuple(ws.state2_b), tuple(ws.outputs), tuple(ws.grads),
         tuple(ws.dW), tuple(ws.db), ws.x_batch, y_batch,
         ws.acts, ws.slopes, int(ws.loss), int(ws.optimizer), ws.hyper, int(ws.step),
-        X, targets.reshape(n, kt), order, batch_size, batch_losses,
+        X, targets.reshape(n, kt), order, batch_size, batch_losses, _blas_threads(),
     )  # fmt: skip
     ws.step = int(step)
     return int(done)
@@ -276,5 +292,7 @@ def set_num_threads(n: int) -> None:
     import scipy.linalg.cython_blas  # noqa: F401  (loads the OpenBLAS that np.dot uses in Numba)
     from threadpoolctl import threadpool_limits
 
+    global _blas_thread_count
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     threadpool_limits(limits=n, user_api="blas")
+    _blas_thread_count = n
