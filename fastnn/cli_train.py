@@ -242,25 +242,25 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _write_outputs(args, model, history, scores: dict, seconds: float) -> int:  # noqa: ANN001
+    """Save, write JSON, plot: each failure is reported and makes the exit code 1."""
+    record = {"config": vars(args), "test_accuracy": scores["accuracy"],
+              "test_loss": scores["loss"], "seconds": seconds, "history": history.to_dict()}
+    actions = [
+        (args.save, "model saved to", lambda path: model.save(path)),
+        (args.json, "history written to", lambda path: Path(path).write_text(
+            json.dumps(record, indent=1, default=_json_default))),
+        (args.plot, "curves plotted to", history.plot),
+    ]  # fmt: skip
     status = 0
-    if args.save:
-        model.save(args.save)
-        print(f"model saved to {args.save}")
-    if args.json:
-        record = {"config": {k: v for k, v in vars(args).items()},
-                  "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
-                  "seconds": seconds, "history": history.to_dict()}  # fmt: skip
-        Path(args.json).write_text(json.dumps(record, indent=1, default=_json_default))
-        print(f"history written to {args.json}")
-    if args.plot:
+    for path, done, action in actions:
+        if not path:
+            continue
         try:
-            history.plot(args.plot)
-            print(f"curves plotted to {args.plot}")
-        except ImportError as exc:
-            print(f"fastnn train: cannot plot: {exc}", file=sys.stderr)
+            action(path)
+            print(f"{done} {path}")
+        except (OSError, ImportError, ValueError) as exc:
+            print(f"fastnn train: cannot write {path}: {exc}", file=sys.stderr)
             status = 1
-        except ValueError as exc:
-            print(f"fastnn train: cannot plot: {exc}", file=sys.stderr)
     return status
 
 

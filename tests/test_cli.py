@@ -148,6 +148,13 @@ def test_plot_without_matplotlib_is_a_clear_message(dataset, tmp_path, capsys, m
     assert not (tmp_path / "c.png").exists()
 
 
+def test_unwritable_output_exits_1_after_training(dataset, tmp_path, capsys):
+    code, out, err = train(capsys, "--dataset", dataset, "--epochs", 1, "--quiet",
+                           "--save", tmp_path / "missing-dir" / "m.npz")
+    assert code == 1
+    assert "test accuracy" in out and "cannot write" in err
+
+
 def test_help_and_dispatch(capsys):
     assert cli.main(["train", "--help"]) == 0
     assert "--early-stopping PATIENCE" in capsys.readouterr().out
