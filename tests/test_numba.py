@@ -81,6 +81,13 @@ def test_jit_flags_keep_the_non_finite_check():
     assert "parallel" not in _jit.JIT_OPTIONS
 
 
+def test_cached_kernels_depend_on_every_backend_source():
+    """A kernel's cache entry must go stale when _codes.py or another _numba_* file changes."""
+    locator = _numba_sparse.forward_loops._cache._impl.locator
+    assert type(locator).__name__ == "_FastnnCacheLocator"
+    assert locator.get_source_stamp()[1] == _jit.sources_stamp()
+
+
 def _dense_workspace(batch_size):
     rng = np.random.default_rng(0)
     sizes = (300, 200, 10)
