@@ -319,6 +319,7 @@ def test_generic_and_avx2_builds_agree():
     X = _mnist_like(rng, n, sizes[0], np.float64)
     y = rng.integers(0, sizes[-1], n).astype(np.int64)
     hyper = np.array([0.01, 0.0, 0.0, 1e-4, 0.9, 0.999, 1e-8])  # Adam with weight decay
+    stats = np.zeros(generic.THREAD_STATS)
     results = []
     for build in (generic, avx2):
         for batch_size in (1, 32, 300):
@@ -331,10 +332,45 @@ def test_generic_and_avx2_builds_agree():
             ws = Workspace(weights, biases, [C.RELU, C.IDENTITY], [0.0, 0.0],
                            C.LOSS_CROSS_ENTROPY, C.OPT_ADAM, hyper, batch_size)  # fmt: skip
             losses = np.zeros(-(-n // batch_size))
-            done, steps = build.train_epoch(ws, X, y, np.arange(n), batch_size, losses, 1)
+            done, steps = build.train_epoch(ws, X, y, np.arange(n), batch_size, losses, 1, stats)
             assert done == steps == len(losses)
             results.append([losses, *ws.weights, *ws.biases])
     half = len(results) // 2
     for got, want in zip(results[half:], results[:half], strict=True):
         for a, b in zip(got, want, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_threads_or_not_is_measured_and_changes_no_number(threads):
+    """The epoch times batches run on threads and run chunk after chunk, keeps the faster,
+    and either way computes the very same numbers (the chunks are the same)."""
+    generic = cy._kernels
+    rng = np.random.default_rng(5)
+    n, sizes = 512, (300, 160, 10)
+    X = _mnist_like(rng, n, sizes[0], np.float32)
+    X[:256] += rng.random((256, sizes[0])).astype(np.float32)  # one dense batch: the BLAS path
+    y = rng.integers(0, 10, n).astype(np.int64)
+    hyper = np.array([0.05, 0.0, 0.0, 0.0, 0.9, 0.999, 1e-8])
+    finals = []
+    # Timings that make serial, then parallel, the clear winner for every batch of the epoch.
+    for stats in ([1e-9, 1.0, 1e9, 0, 0], [1.0, 1e-9, 1e9, 0, 0]):
+        rng_w = np.random.default_rng(3)
+        weights = [
+            (rng_w.standard_normal((a, b)) / math.sqrt(a)).astype(np.float32)
+            for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        ]
+        ws = Workspace(weights, [np.zeros(b, np.float32) for b in sizes[1:]],
+                       [C.RELU, C.IDENTITY], [0.0, 0.0], C.LOSS_CROSS_ENTROPY, C.OPT_SGD,
+                       hyper, 256)  # fmt: skip
+        losses = np.zeros(2)
+        generic.train_epoch(ws, X, y, np.arange(n), 256, losses, 2, np.array(stats, float))
+        finals.append([losses, *ws.weights, *ws.biases, *ws.dW])
+    for got, want in zip(finals[1], finals[0], strict=True):
+        np.testing.assert_array_equal(got, want)
+
+    threads(2)  # through the wrapper: both modes get timed, from scratch
+    ws = _small_workspace(batch_size=16)
+    X = rng.standard_normal((160, 6)).astype(np.float32)
+    cy.train_epoch(ws, X, rng.integers(0, 3, 160), np.arange(160), 16, np.zeros(10))
+    timing = cy._thread_stats[ws][2]
+    assert timing[0] > 0 and timing[1] > 0  # seconds per row, serial and on threads

@@ -4,10 +4,12 @@ Every function follows the kernel contract of :mod:`fastnn.backends`. The wrappe
 argument checks of :mod:`fastnn.backends._checks` first, so a wrong shape, dtype or layout is a
 Python exception and never reaches compiled code that indexes raw memory.
 
-Threads: ``train_epoch`` runs on ``set_num_threads(n)`` OpenMP threads (default: the CPUs this
-process may use) and holds BLAS to one thread meanwhile, since it splits each matrix product
-over its own threads; two thread pools on the same cores fight (DESIGN.md, "OpenMP spinning
-starves BLAS"). The single-batch kernels use no OpenMP at all: BLAS threads as configured.
+Threads: ``train_epoch`` splits its work into ``set_num_threads(n)`` chunks (default: the CPUs
+this process may use) and holds BLAS to one thread meanwhile, since each chunk calls BLAS
+itself; two thread pools on the same cores fight (DESIGN.md, "OpenMP spinning starves BLAS").
+It times its batches run on OpenMP threads and run one chunk after another, and keeps the
+faster (threads lose badly when other processes hold the cores); both give the same numbers.
+The single-batch kernels use no OpenMP at all: BLAS threads as configured.
 
 Two builds of the same source exist (setup.py): ``_kernels`` (generic) and ``_kernels_v3``
 (AVX2 + FMA), picked at import by what the CPU supports; ``BUILD`` says which runs.
@@ -20,6 +22,7 @@ unavailable.
 from __future__ import annotations
 
 import os
+import weakref
 
 import numpy as np
 
@@ -81,6 +84,9 @@ def _default_threads() -> int:
 
 _num_threads = _default_threads()
 _blas_controller = None
+# Per workspace and thread count: the timings behind the epoch's threads-or-not choice
+# (``_team.pxd``), kept across calls so that full-batch training (one batch per call) learns too.
+_thread_stats: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def set_num_threads(n: int) -> None:
@@ -332,12 +338,16 @@ def train_epoch(
     if order.shape[0] == 0:
         return 0
     nthreads = _num_threads
-    if nthreads > 1:
+    if nthreads == 1:
+        done, steps = _kernels.train_epoch(
+            ws, X, targets, order, batch_size, batch_losses, 1, np.zeros(_kernels.THREAD_STATS)
+        )
+    else:
+        stats = _thread_stats.setdefault(ws, {})
+        timing = stats.setdefault(nthreads, np.zeros(_kernels.THREAD_STATS))
         with _single_threaded_blas():
             done, steps = _kernels.train_epoch(
-                ws, X, targets, order, batch_size, batch_losses, nthreads
+                ws, X, targets, order, batch_size, batch_losses, nthreads, timing
             )
-    else:
-        done, steps = _kernels.train_epoch(ws, X, targets, order, batch_size, batch_losses, 1)
     ws.step += int(steps)
     return int(done)

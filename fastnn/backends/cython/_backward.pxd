@@ -7,7 +7,7 @@ from libc.string cimport memset
 
 from ._act cimport act_backward_row
 from ._blas cimport gemm
-from ._dense cimport MAX_THREADS, Csc, Csr, axpy1, axpy4, n_chunks
+from ._dense cimport MAX_THREADS, Csc, Csr, Team, axpy1, axpy4, n_chunks
 
 
 cdef inline void build_csc(const floating* x, Py_ssize_t n, Py_ssize_t d, Csc* csc) noexcept nogil:
@@ -119,14 +119,14 @@ cdef inline void dw_sparse_rows(Py_ssize_t f0, Py_ssize_t f1, const floating* x,
 cdef inline void dw_sparse(const floating* x, Py_ssize_t n, Py_ssize_t d, const floating* delta,
                            Py_ssize_t k, const Csc* csc, floating* dW, char* zero_rows,
                            floating* W, bint fuse_sgd, floating lr, bint accumulate,
-                           int nthreads) noexcept nogil:
+                           Team team) noexcept nogil:
     """dW (+)= x.T @ delta through the pattern; features split by equal numbers of nonzeros."""
     cdef Py_ssize_t bounds[MAX_THREADS + 1]
     cdef Py_ssize_t i, t, total, cost = 0
     cdef int nt
     total = csc.end[d - 1] + 1 if d > 0 else 0  # nonzeros + slack slots
-    nt = n_chunks((total - d) * k, d, nthreads)
-    if nt == 1:
+    nt = n_chunks((total - d) * k, d, team.size)
+    if nt == 1 or not team.parallel:  # each row of dW is computed alike in any chunk
         dw_sparse_rows(0, d, x, d, delta, k, csc, dW, zero_rows, W, fuse_sgd, lr, accumulate)
         return
     # csc.start[i] counts the nonzeros and slack slots before feature i: a cost prefix sum.
@@ -189,7 +189,7 @@ cdef inline void dense_backward_impl(const floating* x, Py_ssize_t n, Py_ssize_t
                                      Py_ssize_t k, const floating* a, floating* grad, int act,
                                      floating slope, floating* dW, floating* db,
                                      floating* grad_x, const Csc* csc, char* zero_rows,
-                                     bint fuse_sgd, floating lr, int nthreads) noexcept nogil:
+                                     bint fuse_sgd, floating lr, Team team) noexcept nogil:
     """delta = grad * act'(a) in place; db, grad_x (unless NULL) and dW from it.
 
     ``csc`` NULL takes the BLAS path for dW; otherwise the pattern of x drives the row loops.
@@ -200,20 +200,22 @@ cdef inline void dense_backward_impl(const floating* x, Py_ssize_t n, Py_ssize_t
     cdef bint row_loops = csc != NULL
     delta_and_db(a, grad, n, k, act, slope, db)
     if grad_x != NULL:
-        nt = 1 if row_loops else n_chunks(n * d * k, n, nthreads)
-        if nt == 1:
-            grad_x_rows(0, n, grad, k, W, d, grad_x, row_loops)
+        nt = 1 if row_loops else n_chunks(n * d * k, n, team.size)
+        if nt == 1 or not team.parallel:
+            for t in range(nt):
+                grad_x_rows(n * t // nt, n * (t + 1) // nt, grad, k, W, d, grad_x, row_loops)
         else:
             for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
                 grad_x_rows(n * t // nt, n * (t + 1) // nt, grad, k, W, d, grad_x, row_loops)
     if row_loops:
-        dw_sparse(x, n, d, grad, k, csc, dW, zero_rows, W, fuse_sgd, lr, False, nthreads)
+        dw_sparse(x, n, d, grad, k, csc, dW, zero_rows, W, fuse_sgd, lr, False, team)
         return
     if zero_rows != NULL:
         memset(zero_rows, 0, d)  # BLAS wrote every row: nothing is known to be zero now
-    nt = n_chunks(n * d * k, d, nthreads)
-    if nt == 1:
-        dw_dense_rows(0, d, x, n, d, grad, k, dW)
+    nt = n_chunks(n * d * k, d, team.size)
+    if nt == 1 or not team.parallel:
+        for t in range(nt):
+            dw_dense_rows(d * t // nt, d * (t + 1) // nt, x, n, d, grad, k, dW)
     else:
         for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
             dw_dense_rows(d * t // nt, d * (t + 1) // nt, x, n, d, grad, k, dW)

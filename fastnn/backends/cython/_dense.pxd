@@ -11,10 +11,12 @@ A. Two paths per product. Large dense batches go to BLAS (``_blas.gemm``) with t
    feature i is nonzero (a column-compressed pattern, ``Csc``), so each dW row is written once.
 B. Loops over a row of k outputs are the vectorised inner loops; four weight (or delta) rows are
    combined per pass to cut loads and stores of the output row by four.
-C. Threads: ``nthreads > 1`` splits rows (forward, grad_x) or features (dW) into one contiguous
-   chunk per thread with ``prange``; each chunk calls BLAS itself, so the caller must have BLAS
-   single-threaded (``train_epoch`` does, through threadpoolctl). One thread pool, never two:
-   OpenMP workers spinning after a ``prange`` starve BLAS's own threads (DESIGN.md, 25x).
+C. Threads: a ``Team`` of size > 1 splits rows (forward, grad_x) or features (dW) into one
+   contiguous chunk per thread with ``prange``; each chunk calls BLAS itself, so the caller must
+   have BLAS single-threaded (``train_epoch`` does, through threadpoolctl). One thread pool,
+   never two: OpenMP workers spinning after a ``prange`` starve BLAS's own threads (DESIGN.md,
+   25x). The chunks are the same whether they run in parallel or not, so the results do not
+   depend on the epoch's choice between the two (``_epoch.pxd``).
 D. A fused plain-SGD update (``fuse_sgd``) subtracts ``lr * dW[i, :]`` from ``W[i, :]`` as soon as
    that row is complete, while it is in L1; input gradients are computed before dW for that
    reason (they need the old W).
@@ -33,7 +35,7 @@ cdef enum:
     MAX_THREADS = 64
     SMALL_ROWS = 8          # batches with fewer rows use the hand-written loops
     SPARSE_PERCENT = 30     # inputs with fewer nonzeros than this use the sparse loops
-    PAR_MIN_WORK = 1 << 20  # multiply-adds below which work stays on one thread
+    PAR_MIN_WORK = 1 << 22  # multiply-adds below which work stays on one thread
 
 
 cdef struct Csr:
@@ -64,12 +66,20 @@ cdef inline bint use_row_loops(Py_ssize_t n, Py_ssize_t d, Py_ssize_t nnz) noexc
     return n < SMALL_ROWS or nnz * 100 < SPARSE_PERCENT * n * d
 
 
-cdef inline int n_chunks(Py_ssize_t work, Py_ssize_t items, int nthreads) noexcept nogil:
-    if nthreads <= 1 or work < PAR_MIN_WORK or items < 2:
+cdef struct Team:
+    # How work is split: into ``size`` chunks (the configured thread count: it alone fixes the
+    # results), run on ``size`` OpenMP threads when ``parallel``, else one after the other.
+    int size
+    bint parallel
+
+
+cdef inline int n_chunks(Py_ssize_t work, Py_ssize_t items, int size) noexcept nogil:
+    """Chunks for ``work`` multiply-adds over ``items`` rows: 1 when too small to split."""
+    if size <= 1 or work < PAR_MIN_WORK or items < 2:
         return 1
-    if nthreads > items:
+    if size > items:
         return <int>items
-    return nthreads if nthreads < MAX_THREADS else MAX_THREADS
+    return size if size < MAX_THREADS else MAX_THREADS
 
 
 cdef inline void axpy4(floating* o, Py_ssize_t k, floating a0, const floating* w0, floating a1,
@@ -161,15 +171,17 @@ cdef inline void forward_chunk(const floating* x, Py_ssize_t lo, Py_ssize_t hi, 
 cdef inline void dense_forward_impl(const floating* x, Py_ssize_t n, Py_ssize_t d,
                                     const floating* W, Py_ssize_t k, const floating* b, int act,
                                     floating slope, floating* out, bint row_loops,
-                                    const Csr* csr, int nthreads) noexcept nogil:
-    """out (n, k) = act(x (n, d) @ W (d, k) + b (k,)); rows split over ``nthreads``.
+                                    const Csr* csr, Team team) noexcept nogil:
+    """out (n, k) = act(x (n, d) @ W (d, k) + b (k,)); rows split over the team.
 
     ``row_loops`` picks the hand-written loops (``csr``: x's nonzeros, or NULL to scan x).
     """
     cdef Py_ssize_t t
-    cdef int nt = n_chunks(n * d * k, n, nthreads)
-    if nt == 1:
-        forward_chunk(x, 0, n, d, W, k, b, act, slope, out, row_loops, csr)
+    cdef int nt = n_chunks(n * d * k, n, team.size)
+    if nt == 1 or not team.parallel:
+        for t in range(nt):
+            forward_chunk(x, n * t // nt, n * (t + 1) // nt, d, W, k, b, act, slope, out,
+                          row_loops, csr)
         return
     for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
         forward_chunk(x, n * t // nt, n * (t + 1) // nt, d, W, k, b, act, slope, out,

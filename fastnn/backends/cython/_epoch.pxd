@@ -2,10 +2,11 @@
 """The whole training epoch in compiled code: no Python, and no GIL, between batches.
 
 For every batch: gather the rows of X and targets named by ``order`` into the workspace
-(counting the nonzero inputs on the way; a sparse batch then lists them once, for both the
-first layer's forward and its dW), forward through every layer, the loss, backward from
+(counting the nonzero inputs on the way), forward through every layer, the loss, backward from
 the last layer to the first, then one optimizer step on W0, b0, W1, b1, ... The first layer's
-input density picks its path per batch (``_dense.use_row_loops``), so dense data keeps BLAS.
+input density picks its path per batch (``_dense.use_row_loops``), so dense data keeps BLAS; a
+sparse batch lists its nonzeros once (``Csr``) for the first layer's forward and dW. Whether
+the batch's chunks run on threads is measured as the epoch goes (``_team.pxd``).
 """
 
 from cython cimport floating
@@ -14,13 +15,14 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 
 from ._backward cimport build_csc, csc_from_csr, delta_and_db, dense_backward_impl, dw_sparse
-from ._dense cimport Csc, Csr, SMALL_ROWS, build_csr, dense_forward_impl, use_row_loops
+from ._dense cimport Csc, Csr, SMALL_ROWS, Team, build_csr, dense_forward_impl, use_row_loops
+from ._loss cimport LOSS_CROSS_ENTROPY, loss_by_code
+from ._optim cimport H_LR, H_WEIGHT_DECAY, OPT_SGD, update
+from ._team cimport PARALLEL, choose_mode, fastnn_has_openmp, fastnn_wtime, record
 
 
 cdef enum:
     ROW_BLOCK = 256  # rows of a large sparse batch per nonzero pattern in the first layer's dW
-from ._loss cimport LOSS_CROSS_ENTROPY, loss_by_code
-from ._optim cimport H_LR, H_WEIGHT_DECAY, OPT_SGD, update
 
 
 cdef struct Layer:
@@ -47,7 +49,8 @@ cdef struct Epoch:
     int n_layers
     int loss
     int optimizer
-    int nthreads
+    Team team        # team.parallel is set batch by batch
+    double* stats    # IN/OUT: timings behind that choice (``_team.pxd``)
     const double* hyper
     void* x_batch
     void* y_batch
@@ -98,7 +101,7 @@ cdef inline void backward_first_blocks(Epoch* e, const floating* xb, Py_ssize_t 
         r1 = r0 + ROW_BLOCK if r0 + ROW_BLOCK < m else m
         csc_from_csr(&e.csr, r0, r1, L.d, &e.csc)
         dw_sparse(xb + r0 * L.d, r1 - r0, L.d, grad + r0 * L.k, L.k, &e.csc, <floating*>L.dW,
-                  L.zero_rows, <floating*>L.W, False, 0, r0 > 0, e.nthreads)
+                  L.zero_rows, <floating*>L.W, False, 0, r0 > 0, e.team)
         r0 = r1
 
 
@@ -126,46 +129,59 @@ cdef inline void backward_and_update(Epoch* e, const floating* xb, Py_ssize_t m,
                             <floating*>L.db,
                             NULL if l == 0 else <floating*>e.layers[l - 1].grad,
                             &e.csc if row_loops else NULL, L.zero_rows, L.fused,
-                            <floating>e.hyper[H_LR], e.nthreads)
+                            <floating>e.hyper[H_LR], e.team)
     e.step += 1
     for l in range(e.n_layers):
         L = &e.layers[l]
         if not L.fused:
             update(e.optimizer, <floating*>L.W, <const floating*>L.dW, <floating*>L.s1w,
-                   <floating*>L.s2w, L.d * L.k, e.hyper, e.step, e.nthreads)
+                   <floating*>L.s2w, L.d * L.k, e.hyper, e.step, e.team)
         update(e.optimizer, <floating*>L.b, <const floating*>L.db, <floating*>L.s1b,
-               <floating*>L.s2b, L.k, e.hyper, e.step, e.nthreads)
+               <floating*>L.s2b, L.k, e.hyper, e.step, e.team)
+
+
+cdef inline double train_batch(Epoch* e, const floating* X, Py_ssize_t start,
+                               Py_ssize_t m) noexcept nogil:
+    """Gather, forward, loss; then backward and update unless the loss is not finite."""
+    cdef floating* xb = <floating*>e.x_batch
+    cdef const floating* x = xb
+    cdef Py_ssize_t l
+    cdef Layer* L
+    cdef double loss
+    cdef bint sparse_input = use_row_loops(m, e.layers[0].d, gather(e, X, start, m))
+    if sparse_input:
+        build_csr(xb, m, e.layers[0].d, &e.csr)
+    for l in range(e.n_layers):
+        L = &e.layers[l]
+        dense_forward_impl(x, m, L.d, <const floating*>L.W, L.k, <const floating*>L.b,
+                           L.act, <floating>L.slope, <floating*>L.out,
+                           m < SMALL_ROWS or (l == 0 and sparse_input),
+                           &e.csr if l == 0 and sparse_input else NULL, e.team)
+        x = <const floating*>L.out
+    L = &e.layers[e.n_layers - 1]
+    loss = loss_by_code(e.loss, x, e.y_batch, <floating*>L.grad, m, L.k)
+    if isfinite(loss):
+        backward_and_update(e, xb, m, sparse_input)
+    return loss
 
 
 cdef inline Py_ssize_t run_epoch(Epoch* e, const floating* X) noexcept nogil:
     """Train on every batch of ``e.order``; return the number of losses recorded."""
-    cdef Py_ssize_t start, m, l, nnz, done = 0
-    cdef floating* xb = <floating*>e.x_batch
-    cdef const floating* x
-    cdef Layer* L
-    cdef bint sparse_input
-    cdef double loss
-    start = 0
+    cdef Py_ssize_t start = 0, m, done = 0
+    cdef bint timed = e.team.size > 1 and fastnn_has_openmp()
+    cdef int mode = 0
+    cdef double t0 = 0.0
     while start < e.n_order:
         m = e.n_order - start if e.n_order - start < e.batch_size else e.batch_size
-        nnz = gather(e, X, start, m)
-        sparse_input = use_row_loops(m, e.layers[0].d, nnz)
-        if sparse_input:
-            build_csr(xb, m, e.layers[0].d, &e.csr)
-        x = xb
-        for l in range(e.n_layers):
-            L = &e.layers[l]
-            dense_forward_impl(x, m, L.d, <const floating*>L.W, L.k, <const floating*>L.b,
-                               L.act, <floating>L.slope, <floating*>L.out,
-                               m < SMALL_ROWS or (l == 0 and sparse_input),
-                               &e.csr if l == 0 and sparse_input else NULL, e.nthreads)
-            x = <const floating*>L.out
-        L = &e.layers[e.n_layers - 1]
-        loss = loss_by_code(e.loss, x, e.y_batch, <floating*>L.grad, m, L.k)
-        e.losses[done] = loss
+        if timed:
+            mode = choose_mode(e.stats)
+            e.team.parallel = mode == PARALLEL
+            t0 = fastnn_wtime()
+        e.losses[done] = train_batch(e, X, start, m)
         done += 1
-        if not isfinite(loss):
+        if not isfinite(e.losses[done - 1]):
             break
-        backward_and_update(e, xb, m, sparse_input)
+        if timed and m == e.batch_size:  # a ragged last batch would skew seconds per row
+            record(e.stats, mode, fastnn_wtime() - t0, m)
         start += m
     return done

@@ -22,10 +22,11 @@ from ._loss cimport softmax_cross_entropy as ce_loss
 from ._act cimport IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
 from ._backward cimport build_csc, dense_backward_impl
 from ._dense cimport (
-    SMALL_ROWS, SPARSE_PERCENT, Csc, count_nonzero, dense_forward_impl, use_row_loops,
+    SMALL_ROWS, SPARSE_PERCENT, Csc, Team, count_nonzero, dense_forward_impl, use_row_loops,
 )
 from ._epoch cimport Epoch, Layer, run_epoch
 from ._optim cimport OPT_ADAM, OPT_MOMENTUM, OPT_SGD, adam_range, momentum_range, sgd_range
+from ._team cimport STATS
 
 cnp.import_array()
 
@@ -58,11 +59,19 @@ CODES = {
                LOSS_KL_DIVERGENCE],
     "optimizers": [OPT_SGD, OPT_MOMENTUM, OPT_ADAM],
 }
+#: Length of the timing state ``train_epoch`` carries between calls.
+THREAD_STATS = STATS
 
 
 cdef bint row_loops_for(const floating* x, Py_ssize_t n, Py_ssize_t d) noexcept nogil:
     # Counting nonzeros costs one pass over x, small next to the n*d*k product it may save.
     return n < SMALL_ROWS or use_row_loops(n, d, count_nonzero(x, n * d))
+
+
+# The single-batch kernels use no OpenMP: BLAS keeps its own threads (see __init__.py).
+cdef Team SERIAL_TEAM
+SERIAL_TEAM.size = 1
+SERIAL_TEAM.parallel = False
 
 
 # Dense layer -----------------------------------------------------------------------------------
@@ -71,7 +80,7 @@ def dense_forward(const floating[:, ::1] x, const floating[:, ::1] W, const floa
     cdef Py_ssize_t n = x.shape[0], d = x.shape[1], k = W.shape[1]
     with nogil:
         dense_forward_impl(&x[0, 0], n, d, &W[0, 0], k, &b[0], act, <floating>slope,
-                           &out[0, 0], row_loops_for(&x[0, 0], n, d), NULL, 1)
+                           &out[0, 0], row_loops_for(&x[0, 0], n, d), NULL, SERIAL_TEAM)
 
 
 def dense_backward(const floating[:, ::1] x, const floating[:, ::1] W,
@@ -95,7 +104,7 @@ def dense_backward(const floating[:, ::1] x, const floating[:, ::1] W,
             # W is only written by a fused update, which is off here.
             dense_backward_impl(&x[0, 0], n, d, <floating*>&W[0, 0], k, &a[0, 0], &grad[0, 0],
                                 act, <floating>slope, &dW_out[0, 0], &db_out[0], grad_x,
-                                &csc if row_loops else NULL, NULL, False, 0, 1)
+                                &csc if row_loops else NULL, NULL, False, 0, SERIAL_TEAM)
     finally:
         free(csc.start)
         free(csc.end)
@@ -170,8 +179,12 @@ cdef inline void* data(cnp.ndarray a):
 
 
 def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t[::1] order,
-                Py_ssize_t batch_size, double[::1] batch_losses, int nthreads):
-    """Run ``_epoch.run_epoch``; return (losses recorded, optimizer steps taken)."""
+                Py_ssize_t batch_size, double[::1] batch_losses, int nthreads,
+                double[::1] stats):
+    """Run ``_epoch.run_epoch``; return (losses recorded, optimizer steps taken).
+
+    ``stats`` (``_team.STATS`` doubles) carries the thread timings from call to call.
+    """
     cdef Py_ssize_t l, max_d = 0, capacity, done
     cdef Py_ssize_t zero_total = 0
     cdef const double[::1] hyper = ws.hyper
@@ -179,7 +192,8 @@ def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t
     cdef Layer* L
     cdef char* zero_rows = NULL
     e.n_layers = ws.n_layers
-    e.loss, e.optimizer, e.nthreads = ws.loss, ws.optimizer, nthreads
+    e.loss, e.optimizer = ws.loss, ws.optimizer
+    e.team.size, e.team.parallel, e.stats = nthreads, False, &stats[0]
     e.hyper = &hyper[0]
     e.x_batch, e.y_batch, e.targets = data(ws.x_batch), data(ws.y_batch), data(targets)
     e.order, e.n_order, e.batch_size = &order[0], order.shape[0], batch_size

@@ -9,7 +9,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport pow, sqrt, sqrtf
 
-from ._dense cimport n_chunks
+from ._dense cimport Team, n_chunks
 
 
 cdef enum:
@@ -95,11 +95,11 @@ cdef inline void update_range(int optimizer, floating* p, const floating* g, flo
 
 cdef inline void update(int optimizer, floating* p, const floating* g, floating* s1,
                         floating* s2, Py_ssize_t size, const double* hyper, Py_ssize_t step,
-                        int nthreads) noexcept nogil:
-    """One optimizer step on a flat parameter of ``size`` elements, split over threads."""
+                        Team team) noexcept nogil:
+    """One optimizer step on a flat parameter of ``size`` elements, split over the team."""
     cdef Py_ssize_t t
-    cdef int nt = n_chunks(size, size, nthreads)
-    if nt == 1:
+    cdef int nt = n_chunks(size, size, team.size)
+    if nt == 1 or not team.parallel:  # elementwise: chunks change nothing
         update_range(optimizer, p, g, s1, s2, 0, size, hyper, step)
         return
     for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):

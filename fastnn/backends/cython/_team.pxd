@@ -1,0 +1,77 @@
+# cython: language_level=3
+"""Whether an epoch's chunks run on threads: decided by timing batches in both modes.
+
+Threads pay on an idle machine (measured ~1.3x per epoch at batch 128 and ~1.5x for full
+batches on 2 cores), and cost 4-7x when another process holds a core: every parallel region
+then waits for a descheduled thread. So the epoch measures the seconds per row of its batches in
+each mode (kept between calls in a small ``stats`` array owned by the caller), runs the faster
+mode and retries the other now and then, less often the more it lost. Both modes give the
+same results (``_dense.Team``), so the choice never changes what is learned.
+
+``stats`` (STATS doubles, zeros at first): seconds per row serial, seconds per row parallel,
+batches until the next retry, retry batches left, the mode being retried.
+"""
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static double fastnn_wtime(void) { return omp_get_wtime(); }
+    static int fastnn_has_openmp(void) { return 1; }
+    #else
+    static double fastnn_wtime(void) { return 0.0; }
+    static int fastnn_has_openmp(void) { return 0; }
+    #endif
+    """
+    double fastnn_wtime() noexcept nogil
+    int fastnn_has_openmp() noexcept nogil
+
+
+cdef enum:
+    SERIAL = 0
+    PARALLEL = 1
+    COUNTDOWN = 2
+    RETRYING = 3
+    RETRY_MODE = 4
+    STATS = 5
+    RETRY_MIN = 64    # batches between retries of the slower mode, times how much slower
+    RETRY_MAX = 8192
+    RETRY_LEN = 2     # a retry runs two batches: the first wakes the threads, the second counts
+
+
+cdef inline int start_retry(double* stats, int mode) noexcept nogil:
+    stats[RETRYING] = RETRY_LEN
+    stats[RETRY_MODE] = mode
+    return mode
+
+
+cdef inline int choose_mode(double* stats) noexcept nogil:
+    """The mode of the next batch: a mode not yet timed, a due retry, or the faster one."""
+    cdef int best
+    cdef double wait
+    if stats[RETRYING] > 0:
+        return <int>stats[RETRY_MODE]
+    if stats[SERIAL] == 0:
+        return start_retry(stats, SERIAL)
+    if stats[PARALLEL] == 0:
+        return start_retry(stats, PARALLEL)
+    best = PARALLEL if stats[PARALLEL] <= stats[SERIAL] else SERIAL
+    if stats[COUNTDOWN] <= 0:
+        # Waiting in proportion to the loss bounds the cost of retries to ~RETRY_LEN/RETRY_MIN.
+        wait = RETRY_MIN * stats[1 - best] / stats[best]
+        stats[COUNTDOWN] = RETRY_MAX if wait > RETRY_MAX else wait
+        return start_retry(stats, 1 - best)
+    stats[COUNTDOWN] -= 1
+    return best
+
+
+cdef inline void record(double* stats, int mode, double seconds, Py_ssize_t rows) noexcept nogil:
+    """Fold one batch's time into its mode's seconds per row."""
+    cdef double per_row = seconds / rows
+    if stats[RETRYING] > 0:
+        stats[RETRYING] -= 1
+        stats[mode] = per_row  # a retry replaces the old figure, which may be long stale
+    elif stats[mode] == 0:
+        stats[mode] = per_row
+    else:
+        stats[mode] = 0.75 * stats[mode] + 0.25 * per_row
