@@ -5,8 +5,9 @@ Used for tiny batches (where BLAS call overhead dominates) and sparse inputs (MN
 
 Design:
 
-A. Forward: per input row, a branch-free list of its non-zero columns, then four rows of ``W``
-   per pass over the output row (a quarter of the output loads/stores).
+A. Forward: per pair of input rows, a branch-free list of the columns where either is
+   non-zero, then four rows of ``W`` per pass over the two output rows: each row of ``W`` is
+   loaded once for two outputs and each output row is read and written once per four.
 B. ``x.T @ delta`` needs the non-zeros by column: per chunk of ``CHUNK_ROWS`` input rows, the
    row lists are turned into a column index (count, prefix sum, fill, all over the non-zeros),
    so each touched row of the result is read and written once per chunk.
@@ -64,32 +65,71 @@ def _row_lists(x, r0, r1, lst, rowlen):
 
 
 @kernel
+def _forward_row(x, i, W, out, work):
+    """out[i] = x[i] @ W over the non-zeros of row i, four rows of W per pass over out[i]."""
+    d, k = W.shape
+    zero = out.dtype.type(0.0)
+    nnz = 0
+    for j in range(d):
+        work[nnz] = j
+        nnz += x[i, j] != 0
+    for c in range(k):
+        out[i, c] = zero
+    t = 0
+    while t + 4 <= nnz:
+        j0, j1, j2, j3 = work[t], work[t + 1], work[t + 2], work[t + 3]
+        v0, v1, v2, v3 = x[i, j0], x[i, j1], x[i, j2], x[i, j3]
+        for c in range(k):
+            out[i, c] += v0 * W[j0, c] + v1 * W[j1, c] + v2 * W[j2, c] + v3 * W[j3, c]
+        t += 4
+    while t < nnz:
+        j0 = work[t]
+        v0 = x[i, j0]
+        for c in range(k):
+            out[i, c] += v0 * W[j0, c]
+        t += 1
+
+
+@kernel
+def _forward_pair(x, i, W, out, work):
+    """out[i], out[i + 1] over the union of the non-zeros of rows i and i + 1: each row of W
+    is loaded once for both (the loads of W, from L2, bound this loop; measured -20%)."""
+    d, k = W.shape
+    zero = out.dtype.type(0.0)
+    nnz = 0
+    for j in range(d):
+        work[nnz] = j
+        nnz += (x[i, j] != 0) | (x[i + 1, j] != 0)
+    for c in range(k):
+        out[i, c] = zero
+        out[i + 1, c] = zero
+    t = 0
+    while t + 4 <= nnz:
+        j0, j1, j2, j3 = work[t], work[t + 1], work[t + 2], work[t + 3]
+        a0, a1, a2, a3 = x[i, j0], x[i, j1], x[i, j2], x[i, j3]
+        b0, b1, b2, b3 = x[i + 1, j0], x[i + 1, j1], x[i + 1, j2], x[i + 1, j3]
+        for c in range(k):
+            w0, w1, w2, w3 = W[j0, c], W[j1, c], W[j2, c], W[j3, c]
+            out[i, c] += a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3
+            out[i + 1, c] += b0 * w0 + b1 * w1 + b2 * w2 + b3 * w3
+        t += 4
+    while t < nnz:
+        j0 = work[t]
+        a0, b0 = x[i, j0], x[i + 1, j0]
+        for c in range(k):
+            out[i, c] += a0 * W[j0, c]
+            out[i + 1, c] += b0 * W[j0, c]
+        t += 1
+
+
+@kernel
 def forward_loops(x, W, out, work):
     """out (n, k) = x @ W over the non-zeros of x (n, d); bias and activation not applied."""
-    n, d = x.shape
-    k = W.shape[1]
-    zero = out.dtype.type(0.0)
-    for i in range(n):
-        nnz = 0
-        for j in range(d):
-            work[nnz] = j
-            nnz += x[i, j] != 0
-        for c in range(k):
-            out[i, c] = zero
-        t = 0
-        # Four rows of W per pass over the output row: a quarter of its loads and stores.
-        while t + 4 <= nnz:
-            j0, j1, j2, j3 = work[t], work[t + 1], work[t + 2], work[t + 3]
-            v0, v1, v2, v3 = x[i, j0], x[i, j1], x[i, j2], x[i, j3]
-            for c in range(k):
-                out[i, c] += v0 * W[j0, c] + v1 * W[j1, c] + v2 * W[j2, c] + v3 * W[j3, c]
-            t += 4
-        while t < nnz:
-            j0 = work[t]
-            v0 = x[i, j0]
-            for c in range(k):
-                out[i, c] += v0 * W[j0, c]
-            t += 1
+    n = x.shape[0]
+    for i in range(0, n - 1, 2):
+        _forward_pair(x, i, W, out, work)
+    if n % 2:
+        _forward_row(x, n - 1, W, out, work)
 
 
 @kernel
@@ -170,12 +210,23 @@ def weight_grad_loops(x, delta, target, work, dirty, sgd, lr):
                         + v3 * delta[i3, c]
                     )
                 t += 4
-            while t < e:
+            # One more pass for the 1-3 left over, not one pass each.
+            left = e - t
+            if left == 3:
+                i0, i1, i2 = rows[t], rows[t + 1], rows[t + 2]
+                v0, v1, v2 = alpha * x[i0, j], alpha * x[i1, j], alpha * x[i2, j]
+                for c in range(k):
+                    target[j, c] += v0 * delta[i0, c] + v1 * delta[i1, c] + v2 * delta[i2, c]
+            elif left == 2:
+                i0, i1 = rows[t], rows[t + 1]
+                v0, v1 = alpha * x[i0, j], alpha * x[i1, j]
+                for c in range(k):
+                    target[j, c] += v0 * delta[i0, c] + v1 * delta[i1, c]
+            elif left == 1:
                 i0 = rows[t]
                 v0 = alpha * x[i0, j]
                 for c in range(k):
                     target[j, c] += v0 * delta[i0, c]
-                t += 1
 
 
 @kernel
