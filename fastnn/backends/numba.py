@@ -46,7 +46,7 @@ def _blas_threads() -> int:
         from threadpoolctl import threadpool_info
 
         blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-        scipy_blas = [i for i in blas if "scipy" in i.get("filepath", "")]
+        scipy_blas = [i for i in blas if "scipy.libs" in i.get("filepath", "")]
         _blas_thread_count = max([i["num_threads"] for i in scipy_blas or blas] or [1])
     return _blas_thread_count
 
@@ -254,6 +254,12 @@ def train_epoch(
     -------
     int
         Number of batches whose loss was recorded (fewer than all if a loss was not finite).
+
+    Notes
+    -----
+    Plain SGD on a layer whose input is sparse or tiny steps ``W`` without writing ``dW``
+    (see ``_numba_epoch``); ``ws.dW`` is then computed once for the last batch. When the
+    epoch stops at a non-finite loss, ``ws.dW`` of such layers is not the previous batch's.
     """
     batch_size = int(batch_size)
     _checks.check_train_epoch(ws, X, targets, order, batch_size, batch_losses)
