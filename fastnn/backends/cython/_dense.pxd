@@ -35,7 +35,7 @@ cdef enum:
     MAX_THREADS = 64
     SMALL_ROWS = 8          # batches with fewer rows use the hand-written loops
     SPARSE_PERCENT = 30     # inputs with fewer nonzeros than this use the sparse loops
-    PAR_MIN_WORK = 1 << 22  # multiply-adds below which work stays on one thread
+    PAR_MIN_WORK = 1 << 20  # multiply-adds below which work stays on one thread
 
 
 cdef struct Csr:
