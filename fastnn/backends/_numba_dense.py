@@ -25,8 +25,10 @@ from ._numba_sparse import forward_loops, input_grad_loops, weight_grad_loops
 
 # Cost model of one forward + dW, in ns, fitted on the project machine (AMD EPYC, AVX-512; see
 # the backend report). Loops cost per non-zero input and output column; BLAS pays a call,
-# packing W (d*k) and the full n*d*k product, less efficiently for thin k, and shares the
-# product between its threads (not perfectly: 0.8 of a thread each beyond the first).
+# packing W (d*k) and the full n*d*k product, less efficiently for thin k. Only a big product
+# counts BLAS's threads (0.8 of a thread each beyond the first): for MNIST batches of 128 the
+# two are equal in wall time, and single-threaded loops leave the second core free (a busy
+# machine makes multi-threaded OpenBLAS many times slower; measured 20x).
 LOOPS_PER_NONZERO = 6.6
 LOOPS_PER_NONZERO_COLUMN = 0.0525
 BLAS_CALL = 2000.0
@@ -34,6 +36,7 @@ BLAS_PER_WEIGHT = 0.36
 BLAS_PER_PRODUCT = 0.033
 BLAS_FULL_WIDTH = 40  # below this many output columns a BLAS product costs more per element
 BLAS_THREAD_GAIN = 0.8
+BLAS_THREADED_PRODUCT = 5e7  # n*d*k from which threaded BLAS counts (~500 MNIST rows)
 SMALL_BATCH = 2  # up to this many rows, loops also compute grad_x (BLAS: call overhead)
 
 
@@ -50,7 +53,9 @@ def use_loops(x: np.ndarray, k: int, blas_threads: int) -> bool:
             nnz += x[i, j] != 0
     loops = nnz * (LOOPS_PER_NONZERO + LOOPS_PER_NONZERO_COLUMN * k)
     thin = max(1.0, BLAS_FULL_WIDTH / max(k, 1))
-    speedup = 1.0 + BLAS_THREAD_GAIN * (max(blas_threads, 1) - 1)
+    speedup = 1.0
+    if n * d * k >= BLAS_THREADED_PRODUCT:
+        speedup += BLAS_THREAD_GAIN * (max(blas_threads, 1) - 1)
     product = BLAS_PER_PRODUCT * thin * n * d * k / speedup
     return loops < BLAS_CALL + BLAS_PER_WEIGHT * d * k + product
 
