@@ -7,50 +7,8 @@ from libc.string cimport memset
 
 from ._act cimport act_backward_row
 from ._blas cimport gemm
-from ._dense cimport MAX_THREADS, Csc, Csr, Team, axpy1, axpy4, n_chunks
-
-
-cdef inline void build_csc(const floating* x, Py_ssize_t n, Py_ssize_t d, Csc* csc) noexcept nogil:
-    """Fill ``csc`` with the nonzero pattern of x (n, d) by feature (a counting sort)."""
-    cdef Py_ssize_t r, i, total = 0
-    cdef const floating* xr
-    cdef Py_ssize_t* start = csc.start
-    cdef Py_ssize_t* end = csc.end
-    memset(end, 0, d * sizeof(Py_ssize_t))
-    for r in range(n):
-        xr = x + r * d
-        for i in range(d):
-            end[i] += xr[i] != 0
-    for i in range(d):
-        start[i] = total
-        total += end[i] + 1  # + 1: the slack slot
-        end[i] = start[i]
-    for r in range(n):
-        xr = x + r * d
-        for i in range(d):
-            csc.rows[end[i]] = <int>r
-            end[i] += xr[i] != 0
-
-
-cdef inline void csc_from_csr(const Csr* csr, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t d,
-                              Csc* csc) noexcept nogil:
-    """The pattern of rows r0..r1 by feature, from the lists by row (no pass over x).
-
-    ``csc.rows`` count from r0.
-    """
-    cdef Py_ssize_t r, i, q, total = 0
-    memset(csc.end, 0, d * sizeof(Py_ssize_t))
-    for q in range(csr.ptr[r0], csr.ptr[r1]):
-        csc.end[csr.cols[q]] += 1
-    for i in range(d):
-        csc.start[i] = total
-        total += csc.end[i] + 1
-        csc.end[i] = csc.start[i]
-    for r in range(r0, r1):
-        for q in range(csr.ptr[r], csr.ptr[r + 1]):
-            i = csr.cols[q]
-            csc.rows[csc.end[i]] = <int>(r - r0)
-            csc.end[i] += 1
+from ._dense cimport MAX_THREADS, Team, axpy1, axpy4, n_chunks
+from ._pattern cimport Csc
 
 
 cdef inline void one_row_sgd(floating* row, floating* Wi, Py_ssize_t k, floating v,
@@ -122,7 +80,7 @@ cdef inline void dw_sparse(const floating* x, Py_ssize_t n, Py_ssize_t d, const 
                            Team team) noexcept nogil:
     """dW (+)= x.T @ delta through the pattern; features split by equal numbers of nonzeros."""
     cdef Py_ssize_t bounds[MAX_THREADS + 1]
-    cdef Py_ssize_t i, t, total, cost = 0
+    cdef Py_ssize_t i, t, total
     cdef int nt
     total = csc.end[d - 1] + 1 if d > 0 else 0  # nonzeros + slack slots
     nt = n_chunks((total - d) * k, d, team.size)

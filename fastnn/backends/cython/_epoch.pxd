@@ -4,7 +4,7 @@
 For every batch: gather the rows of X and targets named by ``order`` into the workspace
 (counting the nonzero inputs on the way), forward through every layer, the loss, backward from
 the last layer to the first, then one optimizer step on W0, b0, W1, b1, ... The first layer's
-input density picks its path per batch (``_dense.use_row_loops``), so dense data keeps BLAS; a
+input density picks its path per batch (``_pattern.use_row_loops``), so dense data keeps BLAS; a
 sparse batch lists its nonzeros once (``Csr``) for the first layer's forward and dW. Whether
 the batch's chunks run on threads is measured as the epoch goes (``_team.pxd``).
 """
@@ -14,10 +14,13 @@ from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 
-from ._backward cimport build_csc, csc_from_csr, delta_and_db, dense_backward_impl, dw_sparse
-from ._dense cimport Csc, Csr, SMALL_ROWS, Team, build_csr, dense_forward_impl, use_row_loops
+from ._backward cimport delta_and_db, dense_backward_impl, dw_sparse
+from ._dense cimport Team, dense_forward_impl
 from ._loss cimport LOSS_CROSS_ENTROPY, loss_by_code
 from ._optim cimport H_LR, H_WEIGHT_DECAY, OPT_SGD, update
+from ._pattern cimport (
+    SMALL_ROWS, Csc, Csr, build_csc, build_csr, csc_from_csr, use_row_loops,
+)
 from ._team cimport PARALLEL, choose_mode, fastnn_has_openmp, fastnn_wtime, record
 
 

@@ -11,6 +11,10 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free, malloc
 
+from ._act cimport IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
+from ._backward cimport dense_backward_impl
+from ._dense cimport Team, dense_forward_impl
+from ._epoch cimport Epoch, Layer, run_epoch
 from ._loss cimport (
     LOSS_BINARY_CROSS_ENTROPY, LOSS_CROSS_ENTROPY, LOSS_CROSS_ENTROPY_SOFT, LOSS_KL_DIVERGENCE,
     LOSS_MSE,
@@ -19,13 +23,10 @@ from ._loss cimport binary_cross_entropy as bce_loss
 from ._loss cimport mse as mse_loss
 from ._loss cimport soft_cross_entropy as soft_ce_loss
 from ._loss cimport softmax_cross_entropy as ce_loss
-from ._act cimport IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
-from ._backward cimport build_csc, dense_backward_impl
-from ._dense cimport (
-    SMALL_ROWS, SPARSE_PERCENT, Csc, Team, count_nonzero, dense_forward_impl, use_row_loops,
-)
-from ._epoch cimport Epoch, Layer, run_epoch
 from ._optim cimport OPT_ADAM, OPT_MOMENTUM, OPT_SGD, adam_range, momentum_range, sgd_range
+from ._pattern cimport (
+    SMALL_ROWS, SPARSE_PERCENT, Csc, build_csc, count_nonzero, use_row_loops,
+)
 from ._team cimport STATS
 
 cnp.import_array()
