@@ -198,35 +198,6 @@ def adam_update(
 
 
 # The epoch -----------------------------------------------------------------------------------
-def _check_workspace(ws: Workspace) -> None:
-    """Buffers the compiled epoch indexes without bounds checks must match the layer widths."""
-    bs, dt = ws.batch_size, ws.dtype
-    if not ws.n_layers == len(ws.biases) == len(ws.acts) == len(ws.slopes):
-        raise ValueError("weights, biases, acts and slopes must have one entry per layer")
-    width = ws.weights[0].shape[0]
-    for i, W in enumerate(ws.weights):
-        if W.shape[0] != width:
-            raise ValueError(f"weights[{i}] has {W.shape[0]} inputs, the layer below gives {width}")
-        width = W.shape[1]
-        expected = {
-            "biases": (width,), "db": (width,), "outputs": (bs, width), "grads": (bs, width),
-            "dW": W.shape, "state1_w": W.shape, "state2_w": W.shape,
-            "state1_b": (width,), "state2_b": (width,),
-        }  # fmt: skip
-        for name, shape in expected.items():
-            arr = getattr(ws, name)[i]
-            if not isinstance(arr, np.ndarray) or arr.dtype != dt or arr.shape != shape:
-                raise ValueError(f"ws.{name}[{i}] must be {dt} with shape {shape}")
-            if not arr.flags.c_contiguous or not arr.flags.writeable:
-                raise ValueError(f"ws.{name}[{i}] must be C-contiguous and writeable")
-    if ws.x_batch.shape != (bs, ws.weights[0].shape[0]) or ws.x_batch.dtype != dt:
-        raise ValueError("ws.x_batch does not match the batch size and input width")
-    if ws.y_batch.shape[0] != bs or not ws.y_batch.flags.c_contiguous:
-        raise ValueError("ws.y_batch does not match the batch size")
-    if ws.hyper.dtype != np.float64 or ws.hyper.shape != (len(ws.hyper),) or len(ws.hyper) < 7:
-        raise ValueError("ws.hyper must be the float64 hyper-parameter vector")
-
-
 def train_epoch(
     ws: Workspace,
     X: np.ndarray,
@@ -263,7 +234,6 @@ def train_epoch(
     """
     batch_size = int(batch_size)
     _checks.check_train_epoch(ws, X, targets, order, batch_size, batch_losses)
-    _check_workspace(ws)
     n = X.shape[0]
     kt = 1 if targets.ndim == 1 else targets.shape[1]
     y_batch = ws.y_batch.reshape(ws.batch_size, kt)
