@@ -27,7 +27,7 @@ from ._optim cimport OPT_ADAM, OPT_MOMENTUM, OPT_SGD, adam_range, momentum_range
 from ._pattern cimport (
     SMALL_ROWS, SPARSE_PERCENT, Csc, build_csc, count_nonzero, use_row_loops,
 )
-from ._team cimport STATS
+from ._team cimport STATS, fastnn_has_openmp
 
 cnp.import_array()
 
@@ -62,6 +62,8 @@ CODES = {
 }
 #: Length of the timing state ``train_epoch`` carries between calls.
 THREAD_STATS = STATS
+#: Whether this build has OpenMP (without it ``prange`` loops run on one thread).
+HAS_OPENMP = bool(fastnn_has_openmp())
 
 
 cdef bint row_loops_for(const floating* x, Py_ssize_t n, Py_ssize_t d) noexcept nogil:
