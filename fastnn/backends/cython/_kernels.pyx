@@ -194,6 +194,8 @@ def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t
     cdef Epoch e
     cdef Layer* L
     cdef char* zero_rows = NULL
+    if stats.shape[0] != STATS:
+        raise ValueError(f"stats must hold {STATS} doubles")
     e.n_layers = ws.n_layers
     e.loss, e.optimizer = ws.loss, ws.optimizer
     e.team.size, e.team.parallel, e.stats = nthreads, False, &stats[0]

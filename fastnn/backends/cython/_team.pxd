@@ -9,7 +9,9 @@ mode and retries the other now and then, less often the more it lost. Both modes
 same results (``_dense.Team``), so the choice never changes what is learned.
 
 ``stats`` (STATS doubles, zeros at first): seconds per row serial, seconds per row parallel,
-batches until the next retry, retry batches left, the mode being retried.
+batches until the next retry, retry batches left, the mode being retried, retries so far.
+The first retries come sooner: one early sample (threads waking up, another process's burst)
+must not decide for long.
 """
 
 cdef extern from *:
@@ -33,10 +35,13 @@ cdef enum:
     COUNTDOWN = 2
     RETRYING = 3
     RETRY_MODE = 4
-    STATS = 5
+    RETRIES = 5
+    STATS = 6
     RETRY_MIN = 64    # batches between retries of the slower mode, times how much slower
+    RETRY_FIRST = 4   # ... for the first retry, doubling up to RETRY_MIN
     RETRY_MAX = 8192
-    RETRY_LEN = 2     # a retry runs two batches: the first wakes the threads, the second counts
+    RETRY_LEN = 3     # batches per retry: the first wakes the threads up, the best other counts
+    RATIO_MAX = 8     # an outlier must not postpone the next retry for ever
 
 
 cdef inline int start_retry(double* stats, int mode) noexcept nogil:
@@ -48,7 +53,7 @@ cdef inline int start_retry(double* stats, int mode) noexcept nogil:
 cdef inline int choose_mode(double* stats) noexcept nogil:
     """The mode of the next batch: a mode not yet timed, a due retry, or the faster one."""
     cdef int best
-    cdef double wait
+    cdef double wait, base, ratio
     if stats[RETRYING] > 0:
         return <int>stats[RETRY_MODE]
     if stats[SERIAL] == 0:
@@ -58,7 +63,11 @@ cdef inline int choose_mode(double* stats) noexcept nogil:
     best = PARALLEL if stats[PARALLEL] <= stats[SERIAL] else SERIAL
     if stats[COUNTDOWN] <= 0:
         # Waiting in proportion to the loss bounds the cost of retries to ~RETRY_LEN/RETRY_MIN.
-        wait = RETRY_MIN * stats[1 - best] / stats[best]
+        base = RETRY_FIRST * 2.0 ** stats[RETRIES]
+        base = RETRY_MIN if base > RETRY_MIN else base
+        stats[RETRIES] += 1
+        ratio = stats[1 - best] / stats[best]
+        wait = base * (RATIO_MAX if ratio > RATIO_MAX else ratio)
         stats[COUNTDOWN] = RETRY_MAX if wait > RETRY_MAX else wait
         return start_retry(stats, 1 - best)
     stats[COUNTDOWN] -= 1
@@ -70,7 +79,12 @@ cdef inline void record(double* stats, int mode, double seconds, Py_ssize_t rows
     cdef double per_row = seconds / rows
     if stats[RETRYING] > 0:
         stats[RETRYING] -= 1
-        stats[mode] = per_row  # a retry replaces the old figure, which may be long stale
+        # A retry replaces the old figure, which may be long stale, by the best of its batches
+        # after the first: a descheduled moment must not count, a busy machine still does.
+        if stats[RETRYING] == RETRY_LEN - 2 or stats[mode] == 0:
+            stats[mode] = per_row
+        elif stats[RETRYING] < RETRY_LEN - 2 and per_row < stats[mode]:
+            stats[mode] = per_row
     elif stats[mode] == 0:
         stats[mode] = per_row
     else:
