@@ -106,7 +106,7 @@ class BuildExt(build_ext):
             return  # the AVX2 build is for GCC and Clang
         try:
             super().build_extension(ext)
-        except Exception as exc:  # noqa: BLE001 - any build failure must leave a usable install
+        except Exception as exc:  # any build failure must leave a usable install
             if ext.name.endswith("_v3"):
                 print(f"fastnn: the AVX2 build failed ({exc}); the generic one is used.",
                       file=sys.stderr)  # fmt: skip
@@ -129,7 +129,7 @@ class BuildExt(build_ext):
                 self.compiler.link_executable(
                     objects, "check_openmp", output_dir=tmp, extra_postargs=flags
                 )
-            except Exception:  # noqa: BLE001 - any failure means "no OpenMP here"
+            except Exception:  # any failure means "no OpenMP here"
                 return False
         return True
 
