@@ -420,3 +420,10 @@ def test_mnist_rows_agree_on_accuracy(mnist_root):
     result = runner.run_benchmark(config, data=mnist, progress=False, log=_quiet)
     accs = {r["impl"]: r["test_accuracy"] for r in result["rows"]}
     assert min(accs.values()) > 0.75 and max(accs.values()) - min(accs.values()) <= 0.03, accs
+
+
+def test_sklearn_peer_brings_the_fastnn_estimator_row():
+    pytest.importorskip("sklearn")
+    chosen, _ = runner.select_impls(runner.BenchConfig(backends=["numpy"], peers=["sklearn"]))
+    names = [impl.name for impl in chosen]
+    assert names.index("fastnn-sklearn") == names.index("sklearn") + 1

@@ -79,6 +79,10 @@ def select_impls(config: BenchConfig) -> tuple[list[registry.Impl], list[dict]]:
     for kind, names in (("backend", config.backends), ("peer", config.peers)):
         known = [impl.name for impl in registry.registered(kind)]
         wanted = known if names is None else list(dict.fromkeys(names))
+        if kind == "peer" and "sklearn" in wanted and "fastnn-sklearn" in known:
+            # Users asking for the scikit-learn peer also see the one-import-line switch.
+            wanted.insert(wanted.index("sklearn") + 1, "fastnn-sklearn")
+            wanted = list(dict.fromkeys(wanted))
         unknown = [n for n in wanted if n not in known]
         if unknown:
             raise ValueError(
