@@ -253,11 +253,15 @@ def threads():
 @pytest.mark.parametrize("nthreads", [1, 2])
 @pytest.mark.parametrize(
     "batch_size, optimizer",
-    [(32, C.OPT_SGD), (300, C.OPT_SGD), (300, C.OPT_ADAM), (600, C.OPT_MOMENTUM)],
-    ids=["sparse-32-sgd", "row-blocks-sgd", "row-blocks-adam", "one-batch-momentum"],
-)
+    [(4, C.OPT_MOMENTUM), (33, C.OPT_SGD), (32, C.OPT_SGD), (300, C.OPT_SGD), (300, C.OPT_ADAM),
+     (600, C.OPT_MOMENTUM)],
+    ids=["tiny-momentum", "ragged-tiny-last-sgd", "sparse-32-sgd", "row-blocks-sgd",
+         "row-blocks-adam", "one-batch-momentum"],
+)  # fmt: skip
 def test_sparse_epoch_paths_match_reference(threads, dtype, nthreads, batch_size, optimizer):
-    """Batches of 8+ sparse rows (pattern loops), > 256 rows (row blocks), threads on."""
+    """Tiny batches (rows of dW written from the nonzeros, stale rows zeroed), batches of 8+
+    sparse rows (by-feature pattern), > 256 rows (row blocks), a tiny batch after larger ones
+    (600 = 18 * 33 + 6), and threads on."""
     threads(nthreads)
     rng = np.random.default_rng(batch_size)
     n, sizes = 600, (200, 128, 10)  # large enough that work is split over threads
@@ -352,7 +356,7 @@ def test_threads_or_not_changes_no_number():
     hyper = np.array([0.05, 0.0, 0.0, 0.0, 0.9, 0.999, 1e-8])
     finals = []
     # Timings that make serial, then parallel, the clear winner for every batch of the epoch.
-    for stats in ([1e-9, 1.0, 1e9, 0, 0], [1.0, 1e-9, 1e9, 0, 0]):
+    for stats in ([1e-9, 1.0, 1e9, 0, 0, 9], [1.0, 1e-9, 1e9, 0, 0, 9]):
         rng_w = np.random.default_rng(3)
         weights = [
             (rng_w.standard_normal((a, b)) / math.sqrt(a)).astype(np.float32)

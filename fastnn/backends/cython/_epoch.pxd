@@ -12,7 +12,7 @@ the batch's chunks run on threads is measured as the epoch goes (``_team.pxd``).
 from cython cimport floating
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from ._backward cimport delta_and_db, dense_backward_impl, dw_sparse
 from ._dense cimport Team, dense_forward_impl
@@ -21,6 +21,7 @@ from ._optim cimport H_LR, H_WEIGHT_DECAY, OPT_SGD, update
 from ._pattern cimport (
     SMALL_ROWS, Csc, Csr, build_csc, build_csr, csc_from_csr, use_row_loops,
 )
+from ._scatter cimport Touched, dw_scatter
 from ._team cimport PARALLEL, choose_mode, fastnn_has_openmp, fastnn_wtime, record
 
 
@@ -64,6 +65,7 @@ cdef struct Epoch:
     double* losses
     Csr csr  # nonzero inputs of the first layer, when its row loops run
     Csc csc
+    Touched touched  # rows of the first layer's dW written by tiny batches
     Py_ssize_t step  # IN/OUT: optimizer steps taken
 
 
@@ -117,6 +119,16 @@ cdef inline void backward_and_update(Epoch* e, const floating* xb, Py_ssize_t m,
     cdef bint plain_sgd = e.optimizer == OPT_SGD and e.hyper[H_WEIGHT_DECAY] == 0
     for l in range(e.n_layers - 1, -1, -1):
         L = &e.layers[l]
+        if l == 0 and m < SMALL_ROWS:
+            delta_and_db(<const floating*>L.out, <floating*>L.grad, m, L.k, L.act,
+                         <floating>L.slope, <floating*>L.db)
+            L.fused = plain_sgd
+            dw_scatter(&e.touched, &e.csr, xb, m, L.d, <const floating*>L.grad, L.k,
+                       <floating*>L.dW, L.fused, <floating*>L.W, <floating>e.hyper[H_LR])
+            memset(L.zero_rows, 0, L.d)  # what the by-feature path knew no longer holds
+            continue
+        if l == 0:
+            e.touched.known = False  # the paths below write dW their own way
         if l == 0 and sparse_input and m > ROW_BLOCK:
             backward_first_blocks(e, xb, m)
             continue

@@ -188,7 +188,7 @@ def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t
 
     ``stats`` (``_team.STATS`` doubles) carries the thread timings from call to call.
     """
-    cdef Py_ssize_t l, max_d = 0, capacity, done
+    cdef Py_ssize_t l, max_d = 0, capacity, done, d0
     cdef Py_ssize_t zero_total = 0
     cdef const double[::1] hyper = ws.hyper
     cdef Epoch e
@@ -214,10 +214,17 @@ def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t
     e.csc.rows = <int*>malloc((capacity + max_d + 1) * sizeof(int))
     e.csr.ptr = <Py_ssize_t*>malloc((batch_size + 1) * sizeof(Py_ssize_t))
     e.csr.cols = <int*>malloc((capacity + 1) * sizeof(int))
+    d0 = ws.weights[0].shape[0]
+    e.touched.stamp = <int*>calloc(d0 + 1, sizeof(int))
+    e.touched.rows = <int*>malloc((d0 + 1) * sizeof(int))
+    e.touched.before = <int*>malloc((d0 + 1) * sizeof(int))
+    e.touched.n_before, e.touched.batch, e.touched.known = 0, 0, False
     zero_rows = <char*>calloc(zero_total + 1, 1)  # 0: not known to be zero
     try:
         if (e.layers == NULL or e.csc.start == NULL or e.csc.end == NULL or e.csc.rows == NULL
-                or e.csr.ptr == NULL or e.csr.cols == NULL or zero_rows == NULL):
+                or e.csr.ptr == NULL or e.csr.cols == NULL or zero_rows == NULL
+                or e.touched.stamp == NULL or e.touched.rows == NULL
+                or e.touched.before == NULL):
             raise MemoryError("no memory for the training workspace")
         zero_total = 0
         for l in range(e.n_layers):
@@ -240,5 +247,8 @@ def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t
         free(e.csc.rows)
         free(e.csr.ptr)
         free(e.csr.cols)
+        free(e.touched.stamp)
+        free(e.touched.rows)
+        free(e.touched.before)
         free(zero_rows)
     return done, e.step - ws.step
