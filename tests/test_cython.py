@@ -336,7 +336,10 @@ def test_generic_and_avx2_builds_agree():
             ws = Workspace(weights, biases, [C.RELU, C.IDENTITY], [0.0, 0.0],
                            C.LOSS_CROSS_ENTROPY, C.OPT_ADAM, hyper, batch_size)  # fmt: skip
             losses = np.zeros(-(-n // batch_size))
-            done, steps = build.train_epoch(ws, X, y, np.arange(n), batch_size, losses, 1, stats)
+            scratch = build.new_scratch(ws)
+            done, steps = build.train_epoch(
+                ws, X, y, np.arange(n), batch_size, losses, 1, stats, scratch
+            )
             assert done == steps == len(losses)
             results.append([losses, *ws.weights, *ws.biases])
     half = len(results) // 2
@@ -366,7 +369,8 @@ def test_threads_or_not_changes_no_number():
                        [C.RELU, C.IDENTITY], [0.0, 0.0], C.LOSS_CROSS_ENTROPY, C.OPT_SGD,
                        hyper, 256)  # fmt: skip
         losses = np.zeros(2)
-        cy._kernels.train_epoch(ws, X, y, np.arange(n), 256, losses, 2, np.array(stats, float))
+        timing, scratch = np.array(stats, float), cy._kernels.new_scratch(ws)
+        cy._kernels.train_epoch(ws, X, y, np.arange(n), 256, losses, 2, timing, scratch)
         finals.append([losses, *ws.weights, *ws.biases, *ws.dW])
     for got, want in zip(finals[1], finals[0], strict=True):
         np.testing.assert_array_equal(got, want)
@@ -382,3 +386,19 @@ def test_both_modes_get_timed(threads):
     cy.train_epoch(ws, X, rng.integers(0, 3, 160), np.arange(160), 16, np.zeros(10))
     timing = cy._thread_stats[ws][2]
     assert timing[0] > 0 and timing[1] > 0  # seconds per row, serial and on threads
+
+
+def test_scratch_of_another_workspace_is_rejected():
+    """The compiled epoch indexes its scratch buffers without bounds checks."""
+    ws, other = _small_workspace(batch_size=4), _small_workspace(batch_size=8)
+    X = np.zeros((8, 6), np.float32)
+    args = (ws, X, np.zeros(8, np.int64), np.arange(8), 4, np.zeros(2), 1)
+    with pytest.raises(ValueError, match="another workspace"):
+        cy._kernels.train_epoch(
+            *args, np.zeros(cy._kernels.THREAD_STATS), cy._kernels.new_scratch(other)
+        )
+    with pytest.raises(ValueError, match="doubles"):
+        cy._kernels.train_epoch(*args, np.zeros(2), cy._kernels.new_scratch(ws))
+    assert cy._kernels.train_epoch(
+        *args, np.zeros(cy._kernels.THREAD_STATS), cy._kernels.new_scratch(ws)
+    ) == (2, 2)

@@ -89,6 +89,8 @@ _blas_controller = None
 # Per workspace and thread count: the timings behind the epoch's threads-or-not choice
 # (``_team.pxd``), kept across calls so that full-batch training (one batch per call) learns too.
 _thread_stats: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Per workspace: the epoch's scratch buffers (``_kernels.new_scratch``), allocated once.
+_scratch: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def set_num_threads(n: int) -> None:
@@ -340,16 +342,21 @@ def train_epoch(
     if order.shape[0] == 0:
         return 0
     nthreads = _num_threads
+    scratch = _scratch.get(ws)
+    if scratch is None or scratch["csr_ptr"].shape[0] != ws.batch_size + 1:
+        scratch = _scratch[ws] = _kernels.new_scratch(ws)
     if nthreads == 1:
+        timing = np.zeros(_kernels.THREAD_STATS)
         done, steps = _kernels.train_epoch(
-            ws, X, targets, order, batch_size, batch_losses, 1, np.zeros(_kernels.THREAD_STATS)
+            ws, X, targets, order, batch_size, batch_losses, 1, timing, scratch
         )
     else:
-        stats = _thread_stats.setdefault(ws, {})
-        timing = stats.setdefault(nthreads, np.zeros(_kernels.THREAD_STATS))
+        timing = _thread_stats.setdefault(ws, {}).setdefault(
+            nthreads, np.zeros(_kernels.THREAD_STATS)
+        )
         with _single_threaded_blas():
             done, steps = _kernels.train_epoch(
-                ws, X, targets, order, batch_size, batch_losses, nthreads, timing
+                ws, X, targets, order, batch_size, batch_losses, nthreads, timing, scratch
             )
     ws.step += int(steps)
     return int(done)

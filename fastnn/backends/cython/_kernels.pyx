@@ -11,6 +11,8 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free, malloc
 
+import numpy as np
+
 from ._act cimport IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
 from ._backward cimport dense_backward_impl
 from ._dense cimport Team, dense_forward_impl
@@ -181,21 +183,46 @@ cdef inline void* data(cnp.ndarray a):
     return cnp.PyArray_DATA(a)
 
 
+def _scratch_sizes(ws):
+    # Row loops run for tiny batches (any layer) and for first-layer inputs sparser than
+    # SPARSE_PERCENT, so that many nonzeros bound every pattern.
+    widths = [int(w.shape[0]) for w in ws.weights]
+    max_d, d0, bs = max(widths), widths[0], int(ws.batch_size)
+    capacity = max(SMALL_ROWS * max_d, SPARSE_PERCENT * bs * d0 // 100)
+    return {
+        "csr_ptr": (bs + 1, np.intp), "csr_cols": (capacity + 1, np.intc),
+        "csc_start": (max_d + 1, np.intp), "csc_end": (max_d + 1, np.intp),
+        "csc_rows": (capacity + max_d + 1, np.intc), "zero_rows": (sum(widths) + 1, np.int8),
+        "stamp": (d0 + 1, np.intc), "rows": (d0 + 1, np.intc), "before": (d0 + 1, np.intc),
+    }
+
+
+def new_scratch(ws):
+    """Scratch buffers for ``train_epoch`` with workspace ``ws``, to reuse call after call.
+
+    Allocating them per call would page-fault ~100 MB afresh every full-batch epoch.
+    """
+    return {name: np.empty(size, dtype) for name, (size, dtype) in _scratch_sizes(ws).items()}
+
+
 def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t[::1] order,
                 Py_ssize_t batch_size, double[::1] batch_losses, int nthreads,
-                double[::1] stats):
+                double[::1] stats, dict scratch):
     """Run ``_epoch.run_epoch``; return (losses recorded, optimizer steps taken).
 
-    ``stats`` (``_team.STATS`` doubles) carries the thread timings from call to call.
+    ``stats`` (``_team.STATS`` doubles) carries the thread timings from call to call;
+    ``scratch`` comes from ``new_scratch(ws)``.
     """
-    cdef Py_ssize_t l, max_d = 0, capacity, done, d0
-    cdef Py_ssize_t zero_total = 0
+    cdef Py_ssize_t l, done, zero_total = 0
     cdef const double[::1] hyper = ws.hyper
     cdef Epoch e
     cdef Layer* L
-    cdef char* zero_rows = NULL
+    cdef cnp.ndarray zero_rows = scratch["zero_rows"], stamp = scratch["stamp"]
     if stats.shape[0] != STATS:
         raise ValueError(f"stats must hold {STATS} doubles")
+    for name, (size, dtype) in _scratch_sizes(ws).items():
+        if scratch[name].shape != (size,) or scratch[name].dtype != dtype:
+            raise ValueError("scratch was made for another workspace")
     e.n_layers = ws.n_layers
     e.loss, e.optimizer = ws.loss, ws.optimizer
     e.team.size, e.team.parallel, e.stats = nthreads, False, &stats[0]
@@ -203,30 +230,22 @@ def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t
     e.x_batch, e.y_batch, e.targets = data(ws.x_batch), data(ws.y_batch), data(targets)
     e.order, e.n_order, e.batch_size = &order[0], order.shape[0], batch_size
     e.losses, e.step = &batch_losses[0], ws.step
-    for l in range(e.n_layers):
-        max_d = max(max_d, ws.weights[l].shape[0])
-        zero_total += ws.weights[l].shape[0]
-    # Row loops run for tiny batches (any layer) and sparse first-layer inputs.
-    capacity = max(SMALL_ROWS * max_d, SPARSE_PERCENT * batch_size * ws.weights[0].shape[0] // 100)
-    e.layers = <Layer*>calloc(e.n_layers, sizeof(Layer))
-    e.csc.start = <Py_ssize_t*>malloc((max_d + 1) * sizeof(Py_ssize_t))
-    e.csc.end = <Py_ssize_t*>malloc((max_d + 1) * sizeof(Py_ssize_t))
-    e.csc.rows = <int*>malloc((capacity + max_d + 1) * sizeof(int))
-    e.csr.ptr = <Py_ssize_t*>malloc((batch_size + 1) * sizeof(Py_ssize_t))
-    e.csr.cols = <int*>malloc((capacity + 1) * sizeof(int))
-    d0 = ws.weights[0].shape[0]
-    e.touched.stamp = <int*>calloc(d0 + 1, sizeof(int))
-    e.touched.rows = <int*>malloc((d0 + 1) * sizeof(int))
-    e.touched.before = <int*>malloc((d0 + 1) * sizeof(int))
+    e.csr.ptr = <Py_ssize_t*>data(scratch["csr_ptr"])
+    e.csr.cols = <int*>data(scratch["csr_cols"])
+    e.csc.start = <Py_ssize_t*>data(scratch["csc_start"])
+    e.csc.end = <Py_ssize_t*>data(scratch["csc_end"])
+    e.csc.rows = <int*>data(scratch["csc_rows"])
+    # dW may have changed since the last call: nothing is known about its rows.
+    zero_rows.fill(0)
+    stamp.fill(0)
+    e.touched.stamp = <int*>data(stamp)
+    e.touched.rows = <int*>data(scratch["rows"])
+    e.touched.before = <int*>data(scratch["before"])
     e.touched.n_before, e.touched.batch, e.touched.known = 0, 0, False
-    zero_rows = <char*>calloc(zero_total + 1, 1)  # 0: not known to be zero
+    e.layers = <Layer*>calloc(e.n_layers, sizeof(Layer))
+    if e.layers == NULL:
+        raise MemoryError("no memory for the training workspace")
     try:
-        if (e.layers == NULL or e.csc.start == NULL or e.csc.end == NULL or e.csc.rows == NULL
-                or e.csr.ptr == NULL or e.csr.cols == NULL or zero_rows == NULL
-                or e.touched.stamp == NULL or e.touched.rows == NULL
-                or e.touched.before == NULL):
-            raise MemoryError("no memory for the training workspace")
-        zero_total = 0
         for l in range(e.n_layers):
             L = &e.layers[l]
             L.d, L.k = ws.weights[l].shape[0], ws.weights[l].shape[1]
@@ -236,19 +255,10 @@ def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t
             L.dW, L.db = data(ws.dW[l]), data(ws.db[l])
             L.s1w, L.s1b = data(ws.state1_w[l]), data(ws.state1_b[l])
             L.s2w, L.s2b = data(ws.state2_w[l]), data(ws.state2_b[l])
-            L.zero_rows = zero_rows + zero_total
+            L.zero_rows = <char*>data(zero_rows) + zero_total
             zero_total += L.d
         with nogil:
             done = run_epoch(&e, &X[0, 0])
     finally:
         free(e.layers)
-        free(e.csc.start)
-        free(e.csc.end)
-        free(e.csc.rows)
-        free(e.csr.ptr)
-        free(e.csr.cols)
-        free(e.touched.stamp)
-        free(e.touched.rows)
-        free(e.touched.before)
-        free(zero_rows)
     return done, e.step - ws.step
