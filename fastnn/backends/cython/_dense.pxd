@@ -6,9 +6,11 @@ Design:
 A. Two paths per product. Large dense batches go to BLAS (``_blas.gemm``) with the bias and
    activation fused into one pass over each output row while it is still in cache. Small batches
    (fewer than ``SMALL_ROWS`` rows) and sparse inputs (MNIST pixels are ~81% zeros) take
-   hand-written "row" loops that skip zero inputs: forward adds ``x[r, i] * W[i, :]`` only for
-   nonzero ``x[r, i]``, and dW is built one row ``dW[i, :]`` at a time from the samples where
-   feature i is nonzero (a column-compressed pattern, ``Csc``), so each dW row is written once.
+   hand-written "row" loops that skip zero inputs (``_pattern.use_row_loops`` decides, batch by
+   batch, from the density): forward adds ``x[r, i] * W[i, :]`` only for nonzero ``x[r, i]``,
+   and dW is built one row ``dW[i, :]`` at a time from the samples where feature i is nonzero
+   (``_pattern.Csc``, ``_backward.dw_sparse``), so each dW row is written once; the first layer
+   of a tiny batch writes only its nonzero rows (``_scatter.pxd``).
 B. Loops over a row of k outputs are the vectorised inner loops; four weight (or delta) rows are
    combined per pass to cut loads and stores of the output row by four.
 C. Threads: a ``Team`` of size > 1 splits rows (forward, grad_x) or features (dW) into one
