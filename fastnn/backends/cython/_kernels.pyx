@@ -54,6 +54,7 @@ def cpu_has_avx2_fma():
     """True when this CPU (and its OS) can run the AVX2 + FMA build ``_kernels_v3``."""
     return bool(fastnn_cpu_has_avx2_fma())
 
+
 # The integer codes compiled in, so a test can compare them with fastnn._codes.
 CODES = {
     "activations": {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU,
@@ -95,11 +96,14 @@ def dense_backward(const floating[:, ::1] x, const floating[:, ::1] W,
     cdef floating* grad_x = NULL if grad_x_out is None else &grad_x_out[0, 0]
     cdef Csc csc
     cdef bint row_loops
+    cdef Py_ssize_t nnz = n * d
     with nogil:
-        row_loops = row_loops_for(&x[0, 0], n, d)
+        if n >= SMALL_ROWS:
+            nnz = count_nonzero(&x[0, 0], n * d)
+        row_loops = use_row_loops(n, d, nnz)
     csc.start = <Py_ssize_t*>malloc((d + 1) * sizeof(Py_ssize_t)) if row_loops else NULL
     csc.end = <Py_ssize_t*>malloc((d + 1) * sizeof(Py_ssize_t)) if row_loops else NULL
-    csc.rows = <int*>malloc((n * d + d + 1) * sizeof(int)) if row_loops else NULL
+    csc.rows = <int*>malloc((nnz + d + 1) * sizeof(int)) if row_loops else NULL
     try:
         if row_loops and (csc.start == NULL or csc.end == NULL or csc.rows == NULL):
             raise MemoryError("no memory for the nonzero pattern of x")
