@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._codes import ACTIVATION_NAMES, LOSS_CROSS_ENTROPY
+from .._codes import (
+    ACTIVATION_NAMES,
+    LOSS_CROSS_ENTROPY,
+    LOSS_KERNEL_NAMES,
+    N_HYPER,
+    OPT_ADAM,
+    OPT_MOMENTUM,
+    OPT_SGD,
+)
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -100,19 +108,25 @@ def check_update(param, *state) -> None:  # noqa: ANN001
 
 
 def check_workspace(ws) -> None:  # noqa: ANN001
-    """Buffers the compiled epoch indexes without bounds checks must match the layer widths."""
+    """Every buffer the compiled epoch indexes without bounds checks must fit the layers."""
     bs, dt = ws.batch_size, ws.dtype
-    if not ws.n_layers == len(ws.biases) == len(ws.acts) == len(ws.slopes):
+    if not ws.n_layers == len(ws.weights) == len(ws.biases) == len(ws.acts) == len(ws.slopes):
         raise ValueError("weights, biases, acts and slopes must have one entry per layer")
+    if ws.optimizer not in (OPT_SGD, OPT_MOMENTUM, OPT_ADAM):
+        raise ValueError(f"unknown optimizer code {ws.optimizer}")
+    if ws.loss not in LOSS_KERNEL_NAMES:
+        raise ValueError(f"unknown loss code {ws.loss}")
     width = ws.weights[0].shape[0]
     for i, W in enumerate(ws.weights):
         if W.shape[0] != width:
             raise ValueError(f"weights[{i}] has {W.shape[0]} inputs, the layer below gives {width}")
+        if int(ws.acts[i]) not in ACTIVATION_NAMES:
+            raise ValueError(f"unknown activation code {ws.acts[i]} in layer {i}")
         width = W.shape[1]
         expected = {
-            "biases": (width,), "db": (width,), "outputs": (bs, width), "grads": (bs, width),
-            "dW": W.shape, "state1_w": W.shape, "state2_w": W.shape,
-            "state1_b": (width,), "state2_b": (width,),
+            "weights": W.shape, "biases": (width,), "dW": W.shape, "db": (width,),
+            "outputs": (bs, width), "grads": (bs, width), "state1_w": W.shape,
+            "state2_w": W.shape, "state1_b": (width,), "state2_b": (width,),
         }  # fmt: skip
         for name, shape in expected.items():
             arr = getattr(ws, name)[i]
@@ -120,12 +134,18 @@ def check_workspace(ws) -> None:  # noqa: ANN001
                 raise ValueError(f"ws.{name}[{i}] must be {dt} with shape {shape}")
             if not arr.flags.c_contiguous or not arr.flags.writeable:
                 raise ValueError(f"ws.{name}[{i}] must be C-contiguous and writeable")
-    if ws.x_batch.shape != (bs, ws.weights[0].shape[0]) or ws.x_batch.dtype != dt:
-        raise ValueError("ws.x_batch does not match the batch size and input width")
-    if ws.y_batch.shape[0] != bs or not ws.y_batch.flags.c_contiguous:
-        raise ValueError("ws.y_batch does not match the batch size")
-    if ws.hyper.dtype != np.float64 or ws.hyper.shape != (len(ws.hyper),) or len(ws.hyper) < 7:
-        raise ValueError("ws.hyper must be the float64 hyper-parameter vector")
+    y_shape = (bs,) if ws.loss == LOSS_CROSS_ENTROPY else (bs, width)
+    y_dtype = np.dtype(np.int64) if ws.loss == LOSS_CROSS_ENTROPY else dt
+    buffers = {
+        "x_batch": (ws.x_batch, (bs, ws.weights[0].shape[0]), dt),
+        "y_batch": (ws.y_batch, y_shape, y_dtype),
+        "hyper": (ws.hyper, (N_HYPER,), np.dtype(np.float64)),
+    }
+    for name, (arr, shape, dtype) in buffers.items():
+        if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape != shape:
+            raise ValueError(f"ws.{name} must be {dtype} with shape {shape}")
+        if not arr.flags.c_contiguous:
+            raise ValueError(f"ws.{name} must be C-contiguous")
 
 
 def check_train_epoch(ws, X, targets, order, batch_size, batch_losses) -> None:  # noqa: ANN001

@@ -28,15 +28,6 @@ from types import ModuleType
 
 import numpy as np
 
-from ..._codes import (
-    ACTIVATION_NAMES,
-    LOSS_CROSS_ENTROPY,
-    LOSS_KERNEL_NAMES,
-    N_HYPER,
-    OPT_ADAM,
-    OPT_MOMENTUM,
-    OPT_SGD,
-)
 from .. import _checks
 from .._workspace import Workspace
 
@@ -265,48 +256,6 @@ def adam_update(
 
 
 # The epoch -----------------------------------------------------------------------------------
-def _check_workspace(ws: Workspace) -> None:
-    """Every buffer the compiled epoch indexes without bounds checks must fit the layers."""
-    bs, dt = ws.batch_size, ws.dtype
-    if not ws.n_layers == len(ws.weights) == len(ws.biases) == len(ws.acts) == len(ws.slopes):
-        raise ValueError("weights, biases, acts and slopes must have one entry per layer")
-    if ws.optimizer not in (OPT_SGD, OPT_MOMENTUM, OPT_ADAM):
-        raise ValueError(f"unknown optimizer code {ws.optimizer}")
-    if ws.loss not in LOSS_KERNEL_NAMES:
-        raise ValueError(f"unknown loss code {ws.loss}")
-    width = ws.weights[0].shape[0]
-    for i, W in enumerate(ws.weights):
-        if W.shape[0] != width:
-            raise ValueError(f"weights[{i}] has {W.shape[0]} inputs, the layer below gives {width}")
-        if int(ws.acts[i]) not in ACTIVATION_NAMES:
-            raise ValueError(f"unknown activation code {ws.acts[i]} in layer {i}")
-        width = W.shape[1]
-        expected = {
-            "weights": W.shape, "biases": (width,), "dW": W.shape, "db": (width,),
-            "outputs": (bs, width), "grads": (bs, width), "state1_w": W.shape,
-            "state2_w": W.shape, "state1_b": (width,), "state2_b": (width,),
-        }  # fmt: skip
-        for name, shape in expected.items():
-            arr = getattr(ws, name)[i]
-            if not isinstance(arr, np.ndarray) or arr.dtype != dt or arr.shape != shape:
-                raise ValueError(f"ws.{name}[{i}] must be {dt} with shape {shape}")
-            if not arr.flags.c_contiguous or not arr.flags.writeable:
-                raise ValueError(f"ws.{name}[{i}] must be C-contiguous and writeable")
-    y_shape = (bs,) if ws.loss == LOSS_CROSS_ENTROPY else (bs, width)
-    y_dtype = np.dtype(np.int64) if ws.loss == LOSS_CROSS_ENTROPY else dt
-    buffers = {
-        "x_batch": (ws.x_batch, (bs, ws.weights[0].shape[0]), dt),
-        "y_batch": (ws.y_batch, y_shape, y_dtype),
-        "hyper": (ws.hyper, (N_HYPER,), np.dtype(np.float64)),
-    }
-    for name, (arr, shape, dtype) in buffers.items():
-        if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape != shape:
-            raise ValueError(f"ws.{name} must be {dtype} with shape {shape}")
-        if not arr.flags.c_contiguous:
-            raise ValueError(f"ws.{name} must be C-contiguous")
-    _check_blas_dims(ws.x_batch, *ws.weights)
-
-
 def train_epoch(
     ws: Workspace,
     X: np.ndarray,
@@ -338,7 +287,7 @@ def train_epoch(
     """
     batch_size = int(batch_size)
     _checks.check_train_epoch(ws, X, targets, order, batch_size, batch_losses)
-    _check_workspace(ws)
+    _check_blas_dims(ws.x_batch, *ws.weights)
     if order.shape[0] == 0:
         return 0
     nthreads = _num_threads
