@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 
 import fastnn
+from fastnn.datasets import make_blobs
 from fastnn.schedules import CosineDecay, ExponentialDecay, StepDecay
 
 
 def blobs(n: int = 400, d: int = 10, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, k, n)
-    return rng.standard_normal((k, d))[y] * 2 + rng.standard_normal((n, d)), y
+    return make_blobs(n, d, k, spread=2.0, seed=seed)
 
 
 def small_model(seed: int = 0) -> fastnn.Sequential:
@@ -47,8 +46,14 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_weights():
 def test_early_stopping_on_validation_keeps_going_while_it_improves():
     X, y = blobs()
     stop = fastnn.EarlyStopping(patience=0, restore_best=False)  # val_loss, minimised
-    history = small_model().fit(X[:300], y[:300], optimizer=fastnn.SGD(0.01), epochs=4,
-                                validation_data=(X[300:], y[300:]), callbacks=[stop])
+    history = small_model().fit(
+        X[:300],
+        y[:300],
+        optimizer=fastnn.SGD(0.01),
+        epochs=4,
+        validation_data=(X[300:], y[300:]),
+        callbacks=[stop],
+    )
     assert history.val_loss == sorted(history.val_loss, reverse=True)  # kept improving
     assert history.epochs == 4 and stop.stopped_epoch is None
 
@@ -95,13 +100,18 @@ def test_checkpoint_save_best_only_keeps_the_best_epoch(tmp_path):
 
 
 # -- learning-rate schedules --------------------------------------------------------------------
-@pytest.mark.parametrize(("schedule", "expected"), [
-    (StepDecay(2, gamma=0.5), [0.2, 0.2, 0.1, 0.1, 0.05]),
-    (ExponentialDecay(0.5), [0.2, 0.1, 0.05, 0.025, 0.0125]),
-    (CosineDecay(), [0.2 * 0.5 * (1 + math.cos(math.pi * (e + 0.5) / 5)) for e in range(5)]),
-    (CosineDecay(total_epochs=2, min_lr=0.01),
-     [0.01 + 0.19 * 0.5 * (1 + math.cos(math.pi * t)) for t in (0.25, 0.75, 1, 1, 1)]),
-])
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        (StepDecay(2, gamma=0.5), [0.2, 0.2, 0.1, 0.1, 0.05]),
+        (ExponentialDecay(0.5), [0.2, 0.1, 0.05, 0.025, 0.0125]),
+        (CosineDecay(), [0.2 * 0.5 * (1 + math.cos(math.pi * (e + 0.5) / 5)) for e in range(5)]),
+        (
+            CosineDecay(total_epochs=2, min_lr=0.01),
+            [0.01 + 0.19 * 0.5 * (1 + math.cos(math.pi * t)) for t in (0.25, 0.75, 1, 1, 1)],
+        ),
+    ],
+)
 def test_schedules_set_the_learning_rate_of_every_epoch(schedule, expected):
     X, y = blobs()
     opt = fastnn.SGD(0.2)
@@ -114,8 +124,9 @@ def test_schedule_changes_the_steps_actually_taken():
     """A schedule must reach the kernels, not just History.lr: compare with constant rates."""
     X, y = blobs()
     scheduled = small_model()
-    scheduled.fit(X, y, optimizer=fastnn.SGD(0.2), epochs=2, shuffle=False,
-                  callbacks=[ExponentialDecay(0.5)])
+    scheduled.fit(
+        X, y, optimizer=fastnn.SGD(0.2), epochs=2, shuffle=False, callbacks=[ExponentialDecay(0.5)]
+    )
     manual = small_model()
     manual.fit(X, y, optimizer=fastnn.SGD(0.2), epochs=1, shuffle=False)
     manual.fit(X, y, optimizer=fastnn.SGD(0.1), epochs=1, shuffle=False)
@@ -140,8 +151,9 @@ def test_divergence_raises_and_keeps_the_last_finite_weights():
     seen = WeightsAtEpochBegin()
     model = small_model()
     with pytest.raises(fastnn.TrainingDivergedError) as info:
-        model.fit(X, t, loss="mse", optimizer=fastnn.SGD(0.05), batch_size=16, epochs=50,
-                  callbacks=[seen])
+        model.fit(
+            X, t, loss="mse", optimizer=fastnn.SGD(0.05), batch_size=16, epochs=50, callbacks=[seen]
+        )
     err = info.value
     assert err.epoch == len(seen.weights) and err.iteration >= 1 and not math.isfinite(err.loss)
     assert f"epoch {err.epoch}, iteration {err.iteration}" in str(err)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fastnn
+from fastnn.datasets import make_blobs
 from fastnn.diagnostics import (
     DeadUnitsWarning,
     ExplodingGradientWarning,
@@ -21,10 +22,7 @@ from fastnn.losses import CrossEntropy
 
 
 def blobs(n: int = 600, d: int = 20, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """k well-separated Gaussian clusters in d dimensions."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, k, n)
-    return rng.standard_normal((k, d))[y] * 2 + rng.standard_normal((n, d)), y
+    return make_blobs(n, d, k, spread=2.0, seed=seed)
 
 
 def mlp(d: int, hidden: list[int], k: int, act: str, init: str = "auto", dtype="float32"):
@@ -45,8 +43,9 @@ def fit_recording(model, X, y, **kwargs):
 def test_healthy_relu_network_is_quiet_and_records_every_layer():
     X, y = blobs()
     model = mlp(20, [32, 32], 3, "relu")
-    history, caught = fit_recording(model, X, y, optimizer=fastnn.SGD(0.05, momentum=0.9),
-                                    batch_size=32, epochs=3)
+    history, caught = fit_recording(
+        model, X, y, optimizer=fastnn.SGD(0.05, momentum=0.9), batch_size=32, epochs=3
+    )
     assert caught == []
     assert history.accuracy[-1] > 0.95
     assert len(history.diagnostics) == 3
@@ -92,8 +91,9 @@ def test_dead_relu_units_are_counted_and_reported():
 def test_too_high_learning_rate_warns_exploding_then_dead_units():
     X, y = blobs()
     model = mlp(20, [32, 32], 3, "relu")
-    history, caught = fit_recording(model, X, y, optimizer=fastnn.SGD(1.0, momentum=0.9),
-                                    batch_size=32, epochs=3)
+    history, caught = fit_recording(
+        model, X, y, optimizer=fastnn.SGD(1.0, momentum=0.9), batch_size=32, epochs=3
+    )
     kinds = {w.category for w in caught}
     assert ExplodingGradientWarning in kinds and DeadUnitsWarning in kinds
     exploding = next(str(w.message) for w in caught if w.category is ExplodingGradientWarning)
@@ -111,8 +111,9 @@ def test_statistics_match_a_hand_computed_full_batch_step():
     reference.backward(loss.backward())
     W0 = [layer.W.copy() for layer in reference.layers]
     lr = 0.3
-    history, _ = fit_recording(model, X, y, optimizer=fastnn.SGD(lr), batch_size=None, epochs=2,
-                               shuffle=False)
+    history, _ = fit_recording(
+        model, X, y, optimizer=fastnn.SGD(lr), batch_size=None, epochs=2, shuffle=False
+    )
     first, second = history.diagnostics
     for i, layer in enumerate(reference.layers):
         grad_norm = np.linalg.norm(layer.dW)
@@ -122,7 +123,8 @@ def test_statistics_match_a_hand_computed_full_batch_step():
         expected = lr * grad_norm / np.linalg.norm(W0[i])
         assert second["layers"][i]["update_ratio"] == pytest.approx(expected, rel=1e-10)
         assert second["layers"][i]["weight_norm"] == pytest.approx(
-            np.linalg.norm(model.layers[i].W), rel=1e-12)
+            np.linalg.norm(model.layers[i].W), rel=1e-12
+        )
 
 
 @pytest.mark.parametrize("backend", [b for b in fastnn.available_backends() if b != "numpy"])
@@ -133,8 +135,16 @@ def test_every_compiled_backend_gives_the_reference_statistics(backend):
         model = mlp(20, [16, 16], 3, "relu", dtype="float64")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", GradientWarning)
-            history = model.fit(X, y, optimizer=fastnn.Adam(1e-2), batch_size=64, epochs=2,
-                                diagnostics=True, backend=name, seed=1)
+            history = model.fit(
+                X,
+                y,
+                optimizer=fastnn.Adam(1e-2),
+                batch_size=64,
+                epochs=2,
+                diagnostics=True,
+                backend=name,
+                seed=1,
+            )
         records[name] = history.diagnostics
     for ref, got in zip(records["numpy"], records[backend], strict=True):
         for a, b in zip(ref["layers"], got["layers"], strict=True):

@@ -12,18 +12,20 @@ import pytest
 
 import fastnn
 from fastnn import io as fio
+from fastnn.datasets import make_blobs
 from fastnn.io import ModelFileError
 
 
 def blobs(n: int = 300, d: int = 8, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, k, n)
-    return rng.standard_normal((k, d))[y] * 2 + rng.standard_normal((n, d)), y
+    return make_blobs(n, d, k, spread=2.0, seed=seed)
 
 
 def small_model(dtype: str = "float32", act: str = "relu") -> fastnn.Sequential:
-    layers = [fastnn.Dense(8, 16, act), fastnn.Dense(16, 12, "leaky_relu", negative_slope=0.1),
-              fastnn.Dense(12, 3)]
+    layers = [
+        fastnn.Dense(8, 16, act),
+        fastnn.Dense(16, 12, "leaky_relu", negative_slope=0.1),
+        fastnn.Dense(12, 3),
+    ]
     return fastnn.Sequential(layers, seed=3, dtype=dtype)
 
 
@@ -76,8 +78,9 @@ def test_untrained_model_round_trips_without_loss_or_optimizer(tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
 
 
-@pytest.mark.parametrize("make_opt", [lambda: fastnn.Adam(1e-2),
-                                      lambda: fastnn.SGD(0.05, momentum=0.9, nesterov=True)])
+@pytest.mark.parametrize(
+    "make_opt", [lambda: fastnn.Adam(1e-2), lambda: fastnn.SGD(0.05, momentum=0.9, nesterov=True)]
+)
 def test_saved_optimizer_state_resumes_training_exactly(tmp_path, make_opt):
     X, y = blobs()
     kwargs = {"batch_size": 32, "shuffle": False, "backend": "numpy"}
@@ -190,21 +193,24 @@ def _rewrite(path, target, change):
     return target
 
 
-@pytest.mark.parametrize("change", [
-    pytest.param(lambda m, a: a.__setitem__("W0", a["W0"] + 1e-3), id="weights-edited"),
-    pytest.param(lambda m, a: a.__setitem__("W0", a["W0"][:4]), id="weights-reshaped"),
-    pytest.param(lambda m, a: a.__setitem__("W0", a["W0"].astype(np.int64)), id="int-weights"),
-    pytest.param(lambda m, a: a.pop("b1"), id="array-missing"),
-    pytest.param(lambda m, a: m["layers"][0].update(in_features=10**9), id="huge-layer"),
-    pytest.param(lambda m, a: m["layers"][1].update(activation="os.system"), id="bad-act"),
-    pytest.param(lambda m, a: m["layers"][0].update(evil=1), id="unknown-key"),
-    pytest.param(lambda m, a: m.update(format_version=99), id="future-version"),
-    pytest.param(lambda m, a: m.update(format="something else"), id="other-format"),
-    pytest.param(lambda m, a: m.update(loss="__import__"), id="bad-loss"),
-    pytest.param(lambda m, a: m["optimizer"].update(type="Evil"), id="bad-optimizer"),
-    pytest.param(lambda m, a: m["optimizer"].update(lr=float("nan")), id="nan-lr"),
-    pytest.param(lambda m, a: m.update(dtype="object"), id="bad-dtype"),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda m, a: a.__setitem__("W0", a["W0"] + 1e-3), id="weights-edited"),
+        pytest.param(lambda m, a: a.__setitem__("W0", a["W0"][:4]), id="weights-reshaped"),
+        pytest.param(lambda m, a: a.__setitem__("W0", a["W0"].astype(np.int64)), id="int-weights"),
+        pytest.param(lambda m, a: a.pop("b1"), id="array-missing"),
+        pytest.param(lambda m, a: m["layers"][0].update(in_features=10**9), id="huge-layer"),
+        pytest.param(lambda m, a: m["layers"][1].update(activation="os.system"), id="bad-act"),
+        pytest.param(lambda m, a: m["layers"][0].update(evil=1), id="unknown-key"),
+        pytest.param(lambda m, a: m.update(format_version=99), id="future-version"),
+        pytest.param(lambda m, a: m.update(format="something else"), id="other-format"),
+        pytest.param(lambda m, a: m.update(loss="__import__"), id="bad-loss"),
+        pytest.param(lambda m, a: m["optimizer"].update(type="Evil"), id="bad-optimizer"),
+        pytest.param(lambda m, a: m["optimizer"].update(lr=float("nan")), id="nan-lr"),
+        pytest.param(lambda m, a: m.update(dtype="object"), id="bad-dtype"),
+    ],
+)
 def test_tampered_files_are_rejected(saved, tmp_path, change):
     _, path, _ = saved
     bad = _rewrite(path, tmp_path / "tampered.npz", change)
@@ -219,8 +225,12 @@ def test_other_files_are_rejected_with_a_clear_message(tmp_path):
     with zipfile.ZipFile(tmp_path / "badjson.npz", "w") as z:
         with z.open(f"{fio.META_KEY}.npy", "w") as f:
             np.lib.format.write_array(f, np.array("{not json"))
-    expected = {"array.npy": ".npy", "plain.npz": "not a fastnn model",
-                "text.npz": "not a readable", "badjson.npz": "JSON"}
+    expected = {
+        "array.npy": ".npy",
+        "plain.npz": "not a fastnn model",
+        "text.npz": "not a readable",
+        "badjson.npz": "JSON",
+    }
     for name, words in expected.items():
         with pytest.raises(ModelFileError, match=words):
             fastnn.load(tmp_path / name)
