@@ -40,8 +40,13 @@ class Callback:
     def on_epoch_begin(self, epoch: int) -> None:
         pass
 
-    def on_progress(self, epoch: int, iterations: int, samples: int, mean_loss: float) -> None:
-        """After a slice of batches: ``iterations`` and ``samples`` done so far in the epoch."""
+    def on_progress(
+        self, epoch: int, iterations: int, samples: int, mean_loss: float,
+        accuracy: float | None = None,
+    ) -> None:  # fmt: skip
+        """After a slice of batches: ``iterations`` and ``samples`` done so far in the epoch,
+        their mean loss and, for classifiers, the running accuracy on those samples (each
+        slice scored with the weights after its last update), else None."""
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         pass
@@ -51,7 +56,7 @@ class Callback:
 
 
 class ProgressBar(Callback):
-    """A tqdm bar per epoch: iterations, running loss, samples/s; then a one-line summary.
+    """A tqdm bar per epoch: iterations, running loss and accuracy, samples/s; then a summary line.
 
     Parameters
     ----------
@@ -79,13 +84,20 @@ class ProgressBar(Callback):
         self._done = 0
         self._t0 = time.perf_counter()
 
-    def on_progress(self, epoch: int, iterations: int, samples: int, mean_loss: float) -> None:
+    def on_progress(
+        self, epoch: int, iterations: int, samples: int, mean_loss: float,
+        accuracy: float | None = None,
+    ) -> None:  # fmt: skip
         if self._bar is None:
             return
         self._bar.update(iterations - self._done)
         self._done = iterations
         rate = samples / max(time.perf_counter() - self._t0, 1e-9)
-        self._bar.set_postfix(loss=f"{mean_loss:.4f}", samples_s=f"{rate:,.0f}")
+        stats = {"loss": f"{mean_loss:.4f}"}
+        if accuracy is not None:
+            stats["acc"] = f"{accuracy:.4f}"
+        stats["samples_s"] = f"{rate:,.0f}"
+        self._bar.set_postfix(stats)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         if self._bar is not None:

@@ -169,6 +169,8 @@ def fit(
         step_before = ws.step
         t0 = time.perf_counter()
         done = 0
+        correct = 0
+        running_eval = 0.0  # seconds spent on the progress bar's running accuracy
         for start in range(0, n, per_slice):
             chunk = order[start : start + per_slice]
             first = start // batch_size
@@ -182,10 +184,20 @@ def fit(
             done = first + k
             if k < out.shape[0] or not math.isfinite(out[k - 1]):
                 break
-            mean = float(batch_losses[:done] @ sizes[:done] / sizes[:done].sum())
+            seen = int(sizes[:done].sum())
+            mean = float(batch_losses[:done] @ sizes[:done] / seen)
+            running = None
+            if slices > 1 and track_accuracy and model.is_classifier():
+                # The fused epoch keeps no predictions: score this slice's samples with the
+                # weights after its last update (timed apart, not counted in the epoch).
+                t_eval = time.perf_counter()
+                score = _accuracy(model, X[chunk], targets[chunk], loss_obj, B)
+                correct += round(score * len(chunk))
+                running = correct / seen
+                running_eval += time.perf_counter() - t_eval
             for cb in callbacks:
-                cb.on_progress(epoch, done, int(sizes[:done].sum()), mean)
-        seconds = time.perf_counter() - t0
+                cb.on_progress(epoch, done, seen, mean, running)
+        seconds = time.perf_counter() - t0 - running_eval
         history.iterations += done
         if done == n_batches and not all(np.isfinite(p).all() for p in model.parameters()):
             # Every loss was finite but the last update overflowed the weights (float32 tops
@@ -215,7 +227,7 @@ def fit(
             if "accuracy" in scores:
                 history.val_accuracy.append(scores["accuracy"])
                 logs["val_accuracy"] = scores["accuracy"]
-        history.eval_seconds.append(time.perf_counter() - t1)
+        history.eval_seconds.append(time.perf_counter() - t1 + running_eval)
         if recorder is not None:
             history.diagnostics.append(recorder.end_epoch(epoch))
         logs["seconds"] = seconds

@@ -209,3 +209,21 @@ def test_progress_slices_give_the_same_weights():
     b.fit(X, y, epochs=2, seed=5, batch_size=7, callbacks=[fastnn.ProgressBar(file=io.StringIO())])
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         np.testing.assert_array_equal(p, q)
+
+
+def test_progress_reports_running_loss_and_accuracy():
+    X, y = blobs()
+    seen = []
+
+    class Watch(fastnn.Callback):
+        wants_progress = True
+
+        def on_progress(self, epoch, iterations, samples, mean_loss, accuracy=None):
+            seen.append((iterations, samples, mean_loss, accuracy))
+
+    bar = io.StringIO()
+    mlp().fit(X, y, epochs=3, batch_size=8, callbacks=[Watch(), fastnn.ProgressBar(file=bar)])
+    assert seen[-1][:2] == (38, 300)  # ceil(300 / 8) iterations, all samples
+    assert all(0.0 <= acc <= 1.0 for *_, acc in seen)
+    assert seen[-1][3] > 0.9  # the running accuracy of a learnt problem
+    assert "acc=" in bar.getvalue() and "loss=" in bar.getvalue()
