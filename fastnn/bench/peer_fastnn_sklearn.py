@@ -11,13 +11,10 @@ Registered through the ``register_bench_impls`` hook of :mod:`fastnn.sklearn` (a
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
-import numpy as np
-
 from fastnn.bench.registry import Impl, Setup
-from fastnn.bench.trainers import optimizer_settings
+from fastnn.bench.trainers import SklearnTrainer
 
 NAME = "fastnn-sklearn"
 # fastnn's activation names (Setup.activation) -> scikit-learn's.
@@ -25,51 +22,34 @@ _ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic", "identity
                 "leaky_relu": "leaky_relu"}  # fmt: skip
 
 
-class FastnnSklearnTrainer:
-    """``fastnn.sklearn.MLPClassifier`` with the "sklearn" row's settings, one partial_fit/epoch."""
+class FastnnSklearnTrainer(SklearnTrainer):
+    """``fastnn.sklearn.MLPClassifier`` with the "sklearn" row's settings, one partial_fit/epoch.
 
-    def __init__(self, setup: Setup) -> None:
-        import fastnn
+    Everything but the estimator class, the thread setting and the optimizer restart is the
+    "sklearn" row's code (:class:`fastnn.bench.trainers.SklearnTrainer`).
+    """
+
+    activations = _ACTIVATIONS
+
+    def _estimator_class(self) -> type:
         from fastnn.sklearn import MLPClassifier
 
-        self.setup = setup
-        fastnn.set_num_threads(setup.threads)
-        opt = optimizer_settings(setup.optimizer)
-        common = {"hidden_layer_sizes": tuple(setup.hidden), "alpha": opt["weight_decay"],
-                  "activation": _ACTIVATIONS[setup.activation],
-                  "batch_size": setup.batch_size, "learning_rate_init": opt["lr"],
-                  "shuffle": True, "random_state": setup.seed,
-                  "backend": setup.options.get("backend")}  # fmt: skip
-        if opt["name"] == "sgd":
-            self.clf = MLPClassifier(solver="sgd", learning_rate="constant",
-                                     momentum=opt["momentum"],
-                                     nesterovs_momentum=opt["nesterov"], **common)  # fmt: skip
-        else:
-            betas = opt["betas"]
-            self.clf = MLPClassifier(solver="adam", beta_1=betas[0], beta_2=betas[1],
-                                     epsilon=opt["eps"], **common)  # fmt: skip
-        # A one-sample partial_fit builds the network (and compiles kernels) untimed, as the
-        # "sklearn" row does; then the shared initial weights go in and the optimizer restarts.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.clf.partial_fit(setup.X[:1], setup.y[:1], classes=np.arange(setup.n_classes))
-        params = [*self.clf.coefs_, *self.clf.intercepts_]
-        for dst, src in zip(params, [*setup.weights[0::2], *setup.weights[1::2]], strict=True):
-            dst[...] = src
+        return MLPClassifier
+
+    def _extra_params(self) -> dict:
+        return {"backend": self.setup.options.get("backend")}
+
+    def _limit_threads(self, threads: int) -> None:
+        import fastnn
+
+        fastnn.set_num_threads(threads)  # BLAS and fastnn's backends together
+
+    def _restart_optimizer(self) -> None:
         self.clf._optimizer.reset()
         self.clf.t_ = 0
 
-    def run(self, epochs: int, on_epoch_begin: Callable[[int], None],
-            on_epoch_end: Callable[[int], bool]) -> None:  # fmt: skip
-        s = self.setup
-        for epoch in range(epochs):
-            on_epoch_begin(epoch)
-            self.clf.partial_fit(s.X, s.y)
-            if on_epoch_end(epoch):
-                break
-
-    def test_accuracy(self) -> float:
-        return float(np.mean(self.clf.predict(self.setup.X_test) == self.setup.y_test))
+    def _set_rate(self, rate: float) -> None:
+        raise ValueError("the fastnn-sklearn row runs constant learning rates only")
 
 
 def fastnn_sklearn_trainer(setup: Setup) -> FastnnSklearnTrainer:

@@ -211,34 +211,31 @@ class SklearnTrainer:
 
     scikit-learn shuffles with its own generator (seeded), so its batches differ from fastnn's.
     The initial weights are copied in after a one-sample ``partial_fit`` that only serves to
-    let scikit-learn allocate its parameters and optimizer (not timed).
+    let scikit-learn allocate its parameters and optimizer (not timed). Subclasses run another
+    estimator with scikit-learn's API through the same code (``fastnn.sklearn``'s row).
     """
 
-    def __init__(self, setup: Setup) -> None:
-        from sklearn.neural_network import MLPClassifier
-        from threadpoolctl import threadpool_limits
+    activations = _ACTIVATIONS_SKLEARN  # fastnn's activation names -> the estimator's
 
+    def __init__(self, setup: Setup) -> None:
         self.setup = setup
-        self._limits = threadpool_limits(limits=setup.threads)  # kept for the process lifetime
-        if setup.activation not in _ACTIVATIONS_SKLEARN:
-            raise ValueError(f"scikit-learn has no activation {setup.activation!r}")
+        self._limit_threads(setup.threads)
+        if setup.activation not in self.activations:
+            raise ValueError(f"the estimator has no activation {setup.activation!r}")
         opt = optimizer_settings(setup.optimizer)
+        self._schedule = opt["lr_schedule"]
         common = {"hidden_layer_sizes": tuple(setup.hidden), "alpha": opt["weight_decay"],
-                  "activation": _ACTIVATIONS_SKLEARN[setup.activation],
+                  "activation": self.activations[setup.activation],
                   "batch_size": setup.batch_size, "learning_rate_init": opt["lr"],
-                  "shuffle": True, "random_state": setup.seed}  # fmt: skip
+                  "shuffle": True, "random_state": setup.seed, **self._extra_params()}  # fmt: skip
+        estimator = self._estimator_class()
         if opt["name"] == "sgd":
-            self.clf = MLPClassifier(solver="sgd", learning_rate="constant",
-                                     momentum=opt["momentum"],
-                                     nesterovs_momentum=opt["nesterov"], **common)  # fmt: skip
+            self.clf = estimator(solver="sgd", learning_rate="constant", momentum=opt["momentum"],
+                                 nesterovs_momentum=opt["nesterov"], **common)  # fmt: skip
         else:
-            self.clf = MLPClassifier(
-                solver="adam",
-                beta_1=opt["betas"][0],
-                beta_2=opt["betas"][1],
-                epsilon=opt["eps"],
-                **common,
-            )
+            betas = opt["betas"]
+            self.clf = estimator(solver="adam", beta_1=betas[0], beta_2=betas[1],
+                                 epsilon=opt["eps"], **common)  # fmt: skip
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "batch_size larger than sample size" on 1 sample
             self.clf.partial_fit(setup.X[:1], setup.y[:1], classes=np.arange(setup.n_classes))
@@ -247,7 +244,23 @@ class SklearnTrainer:
         ours = [*setup.weights[0::2], *setup.weights[1::2]]
         for dst, src in zip(params, ours, strict=True):
             dst[...] = src
-        # ... and forget the optimizer state of that one-sample step.
+        self._restart_optimizer()  # forget the optimizer state of that one-sample step
+
+    # -- what differs between estimators ------------------------------------------------------
+    def _estimator_class(self) -> type:
+        from sklearn.neural_network import MLPClassifier
+
+        return MLPClassifier
+
+    def _extra_params(self) -> dict:
+        return {}
+
+    def _limit_threads(self, threads: int) -> None:
+        from threadpoolctl import threadpool_limits
+
+        self._limits = threadpool_limits(limits=threads)  # kept for the process lifetime
+
+    def _restart_optimizer(self) -> None:
         state = self.clf._optimizer
         for buffers in ("velocities", "ms", "vs"):
             for buf in getattr(state, buffers, ()):
@@ -255,14 +268,17 @@ class SklearnTrainer:
         if hasattr(state, "t"):
             state.t = 0
 
+    def _set_rate(self, rate: float) -> None:
+        self.clf._optimizer.learning_rate = rate  # the optimizer partial_fit keeps between calls
+
+    # -- the timed part ------------------------------------------------------------------------
     def run(self, epochs: int, on_epoch_begin: Callable[[int], None],
             on_epoch_end: Callable[[int], bool]) -> None:  # fmt: skip
         s = self.setup
-        schedule = optimizer_settings(s.optimizer)["lr_schedule"]
         for epoch in range(epochs):
             on_epoch_begin(epoch)
-            if schedule:  # the optimizer object partial_fit keeps between calls
-                self.clf._optimizer.learning_rate = _rate(schedule, epoch)
+            if self._schedule:
+                self._set_rate(_rate(self._schedule, epoch))
             self.clf.partial_fit(s.X, s.y)
             if on_epoch_end(epoch):
                 break
