@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .threads import thread_pools
+
 
 def _cpu() -> dict[str, Any]:
     info: dict[str, Any] = {"machine": platform.machine(), "model": platform.processor() or None}
@@ -36,19 +38,6 @@ def _cpu() -> dict[str, Any]:
     if hasattr(os, "sched_getaffinity"):
         info["usable_cpus"] = len(os.sched_getaffinity(0))
     return info
-
-
-def _thread_pools() -> list[dict[str, Any]]:
-    # threadpoolctl only sees libraries already loaded: load NumPy's and SciPy's BLAS first.
-    import numpy  # noqa: F401
-    from threadpoolctl import threadpool_info
-
-    try:
-        import scipy.linalg  # noqa: F401
-    except ImportError:
-        pass
-    keys = ("user_api", "internal_api", "version", "num_threads", "threading_layer", "filepath")
-    return [{k: p.get(k) for k in keys if p.get(k) is not None} for p in threadpool_info()]
 
 
 def _numba() -> dict[str, Any] | None:
@@ -95,7 +84,7 @@ def collect() -> dict[str, Any]:
         "auto_order": list(AUTO_ORDER),
         "default_backend": auto,
         "threads": {"fastnn": fastnn.get_num_threads(), "numba": _numba()},
-        "thread_pools": _thread_pools(),
+        "thread_pools": thread_pools(load_blas=True),
         "cpu": _cpu(),
         "environment": env,
     }

@@ -36,6 +36,27 @@ def get_num_threads() -> int:
     return _num_threads or os.cpu_count() or 1
 
 
-def blas_info() -> list[dict]:
-    """The BLAS libraries loaded in this process, as threadpoolctl reports them."""
-    return [i for i in threadpool_info() if i.get("user_api") == "blas"]
+POOL_KEYS = ("user_api", "internal_api", "version", "num_threads", "threading_layer",
+             "architecture", "prefix", "filepath")
+
+
+def thread_pools(load_blas: bool = False) -> list[dict]:
+    """The thread pools (BLAS, OpenMP) loaded in this process, as threadpoolctl reports them.
+
+    Parameters
+    ----------
+    load_blas : bool, default False
+        Load NumPy's and SciPy's BLAS first (threadpoolctl only sees loaded libraries). Leave
+        it off to describe exactly what this process has loaded so far.
+
+    Returns
+    -------
+    list of dict
+        One dict per library with the keys of ``POOL_KEYS`` that threadpoolctl knows.
+    """
+    if load_blas:
+        try:
+            import scipy.linalg  # noqa: F401  (its BLAS, besides NumPy's)
+        except ImportError:
+            pass
+    return [{k: p[k] for k in POOL_KEYS if p.get(k) is not None} for p in threadpool_info()]

@@ -76,11 +76,9 @@ def versions() -> dict[str, str | None]:
 
 def blas_libraries() -> list[dict]:
     """BLAS (and OpenMP) libraries loaded in this process, as threadpoolctl sees them."""
-    from threadpoolctl import threadpool_info
+    from ..threads import thread_pools
 
-    keep = ("user_api", "internal_api", "version", "num_threads", "threading_layer",
-            "architecture", "prefix")  # fmt: skip
-    return [{k: info.get(k) for k in keep} for info in threadpool_info()]
+    return thread_pools()
 
 
 def describe_blas(libraries: list[dict]) -> list[str]:
