@@ -162,10 +162,21 @@ class Sequential:
                 x = dst
         return out
 
+    def _loss_input_act(self, loss: Loss | None) -> int:
+        """Last layer's activation as ``loss`` sees it: identity where the loss fuses it."""
+        if loss is not None and loss.fused_activations:
+            return C.IDENTITY
+        return self.layers[-1].act_code
+
+    def _loss_outputs(
+        self, X: np.ndarray, loss: Loss | None, backend: str | None = None
+    ) -> np.ndarray:
+        """The outputs ``loss`` works on (logits where it fuses softmax/sigmoid), (n, n_outputs)."""
+        return self._forward_all(X, self._loss_input_act(loss), backend)
+
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Raw outputs of the last layer before any fused softmax/sigmoid, (n, n_outputs)."""
-        act = C.IDENTITY if self.loss is not None and self.loss.fused_activations else None
-        return self._forward_all(X, self.layers[-1].act_code if act is None else act)
+        return self._loss_outputs(X, self.loss)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Outputs after the output activation (softmax/sigmoid probabilities), (n, n_outputs)."""
@@ -205,8 +216,7 @@ class Sequential:
         if len(y_arr) != len(X):
             raise ValueError(f"X has {len(X)} samples but y has {len(y_arr)}")
         targets = loss_obj.prepare_targets(y_arr, self.n_outputs, self.dtype)
-        fused = bool(loss_obj.fused_activations)
-        outputs = self._forward_all(X, C.IDENTITY if fused else self.layers[-1].act_code)
+        outputs = self._loss_outputs(X, loss_obj)
         B = resolve_backend(self.backend)
         kernel = getattr(B, C.LOSS_KERNEL_NAMES[loss_obj.code(targets)])
         result = {"loss": float(kernel(outputs, targets, np.empty_like(outputs)))}

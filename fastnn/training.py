@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _codes as C
 from ._validation import check_positive, check_X
 from .backends import _eager, resolve_backend
 from .backends._workspace import Workspace
@@ -121,8 +120,7 @@ def fit(
     model.backend = backend
 
     acts = [layer.act_code for layer in model.layers]
-    if last in loss_obj.fused_activations:
-        acts[-1] = C.IDENTITY  # the loss applies it, fused and stable
+    acts[-1] = model._loss_input_act(loss_obj)  # a fused softmax/sigmoid: the loss applies it
     ws = Workspace(
         [layer.W for layer in model.layers], [layer.b for layer in model.layers], acts,
         [layer.negative_slope for layer in model.layers], loss_obj.code(targets), opt.code,
@@ -250,9 +248,7 @@ def _keep_state(opt: Optimizer, ws: Workspace) -> None:
 
 
 def _accuracy(model: Sequential, X: np.ndarray, targets: np.ndarray, loss: Loss, B) -> float:  # noqa: ANN001
-    fused = bool(loss.fused_activations)
-    outputs = model._forward_all(X, C.IDENTITY if fused else model.layers[-1].act_code, B.NAME)
-    return accuracy(outputs, targets, loss)
+    return accuracy(model._loss_outputs(X, loss, B.NAME), targets, loss)
 
 
 def _between_batches(ws: Workspace, clip: float | None, recorder) -> object:  # noqa: ANN001
