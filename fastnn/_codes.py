@@ -14,6 +14,10 @@ TANH = 2
 RELU = 3
 LEAKY_RELU = 4
 SOFTMAX = 5
+GELU = 6  # exact: z * Phi(z), Phi the standard normal CDF (PyTorch's default GELU)
+GELU_TANH = 7  # the tanh approximation of GELU (PyTorch's approximate="tanh")
+SILU = 8  # z * sigmoid(z), also called swish
+ELU = 9  # z if z > 0 else alpha * (exp(z) - 1)
 
 ACTIVATION_CODES: dict[str, int] = {
     "identity": IDENTITY,
@@ -22,8 +26,19 @@ ACTIVATION_CODES: dict[str, int] = {
     "relu": RELU,
     "leaky_relu": LEAKY_RELU,
     "softmax": SOFTMAX,
+    "gelu": GELU,
+    "gelu_tanh": GELU_TANH,
+    "silu": SILU,
+    "elu": ELU,
 }
 ACTIVATION_NAMES: dict[int, str] = {v: k for k, v in ACTIVATION_CODES.items()}
+
+# Activations whose derivative cannot be written from their output alone: the kernels keep the
+# pre-activation z for these (and only these) in a caller-owned buffer.
+NEEDS_PREACTIVATION: frozenset[int] = frozenset({GELU, GELU_TANH, SILU})
+# The activations that read the activation parameter ``alpha`` (leaky ReLU's negative slope,
+# ELU's alpha); every other activation ignores it.
+TAKES_ALPHA: frozenset[int] = frozenset({LEAKY_RELU, ELU})
 
 # Losses -------------------------------------------------------------------------
 # Every loss works on the raw outputs of the last layer (logits where a softmax or
@@ -57,3 +72,12 @@ LOSS_KERNEL_NAMES: dict[int, str] = {
     LOSS_BINARY_CROSS_ENTROPY: "binary_cross_entropy",
     LOSS_KL_DIVERGENCE: "kl_divergence",
 }
+
+
+def int_constants() -> dict[str, int]:
+    """Every integer code of this table by name (the Cython build generates its enum from it)."""
+    return {
+        name: value
+        for name, value in globals().items()
+        if name.isupper() and isinstance(value, int) and not isinstance(value, bool)
+    }

@@ -24,7 +24,7 @@ def set_num_threads(n: int) -> None:
         raise ValueError(f"number of threads must be an integer >= 1, got {n!r}")
     threadpool_limits(limits=n)
     for name in backends.available_backends():
-        module = backends._try_load(name)
+        module = backends.load_backend(name)
         setter = getattr(module, "set_num_threads", None)
         if setter is not None:
             setter(n)

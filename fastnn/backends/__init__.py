@@ -12,18 +12,21 @@ by the API (``fastnn.backends._checks``) before they reach a kernel.
 
 Activation, loss and optimizer codes are the integers of :mod:`fastnn._codes`.
 
-``dense_forward(x, W, b, act, slope, out) -> None``
+``dense_forward(x, W, b, act, alpha, z_out, out) -> None``
     ``out = act(x @ W + b)``.  x (n, d) IN, W (d, k) IN, b (k,) IN, out (n, k) OUT.
-    ``slope`` is the negative-side slope of leaky ReLU (ignored by other activations).
-    Softmax is taken per row. Only the activation output is kept: every derivative below is
-    written from it, so there is no pre-activation buffer.
+    ``alpha`` is the activation parameter: leaky ReLU's negative slope, ELU's alpha (the other
+    activations ignore it). Softmax is taken per row. ``z_out`` (n, k) OUT receives the
+    pre-activation ``z = x @ W + b`` for the activations whose derivative needs it
+    (``fastnn._codes.NEEDS_PREACTIVATION``: gelu, gelu_tanh, silu) and must be ``None`` or is
+    ignored for every other one, whose derivative is written from its output ``a``.
 
-``dense_backward(x, W, a, grad, act, slope, dW_out, db_out, grad_x_out) -> None``
+``dense_backward(x, W, z, a, grad, act, alpha, dW_out, db_out, grad_x_out) -> None``
     Backpropagation through one dense layer. x (n, d) IN (the layer input), W (d, k) IN,
-    a (n, k) IN (the layer output from ``dense_forward``), grad (n, k) IN/OUT: dL/da on entry,
-    overwritten with dL/dz = dL/da * act'(z) (act' written from ``a``); then
-    dW_out (d, k) OUT = x.T @ dL/dz, db_out (k,) OUT = column sums of dL/dz, and
-    grad_x_out (n, d) OUT = dL/dz @ W.T, or ``None`` to skip it (first layer).
+    z (n, k) IN (the ``z_out`` of ``dense_forward``, or ``None`` where the activation does not
+    need it), a (n, k) IN (the layer output), grad (n, k) IN/OUT: dL/da on entry, overwritten
+    with dL/dz = dL/da * act'(z); then dW_out (d, k) OUT = x.T @ dL/dz, db_out (k,) OUT =
+    column sums of dL/dz, and grad_x_out (n, d) OUT = dL/dz @ W.T, or ``None`` to skip it
+    (first layer).
 
 Losses: ``name(outputs, targets, grad_out) -> float``
     outputs (n, k) IN are the raw outputs of the last layer (logits where a softmax or sigmoid
@@ -50,7 +53,7 @@ Optimizer updates, in place, on flat 1-D views (``param.reshape(-1)``):
     The same formulas as PyTorch's SGD and Adam (weight decay as L2 added to the gradient).
 
 ``train_epoch(ws, X, targets, order, batch_size, batch_losses) -> int``
-    The fast path: one whole epoch. ``ws`` is a :class:`fastnn.backends._workspace.Workspace`
+    The fast path: one whole epoch. ``ws`` is a :class:`fastnn.backends.workspace.Workspace`
     (parameters, optimizer state and every buffer); X (n, d) IN in the model dtype; targets IN as
     the loss expects (int64 (n,) or float (n, k)); order (m,) int64 IN, indices into X (a
     permutation of ``range(n)`` for a whole epoch; the API may pass consecutive slices of one
@@ -64,7 +67,15 @@ Optimizer updates, in place, on flat 1-D views (``param.reshape(-1)``):
     The result must equal calling the per-batch kernels one by one (``fastnn.backends.numpy``
     does exactly that, and is the yardstick).
 
-Optional: ``set_num_threads(n)`` for a backend with its own thread pool.
+Every backend module also has ``NAME``, ``FUSED_LAYERS`` (the layer kinds its ``train_epoch``
+runs; a model with any other layer trains through :mod:`fastnn.backends.eager` on the same
+kernels), and a compiled backend ``set_num_threads(n)`` / ``get_num_threads()``.
+
+Where the code lives: ``numpy/``, ``numba/`` and ``cython/`` hold the same modules for the same
+concerns (``activations``, ``dense``, ``losses``, ``optim``, ``epoch``; the compiled ones also
+``sparse``); :mod:`fastnn.backends._frontend` is the one validate-cast-call layer in front of
+both compiled backends; :mod:`fastnn.backends.workspace` and :mod:`fastnn.backends.eager` are
+shared by all three.
 """
 
 from __future__ import annotations
@@ -84,14 +95,16 @@ _current: str | None = None
 _warned: set[str] = set()
 
 
-def _try_load(name: str) -> ModuleType | None:
+def load_backend(name: str) -> ModuleType | None:
+    """The backend module ``name`` if it loads on this machine, else None (and the reason is
+    kept for :func:`backend_status`). Loads it at most once per process."""
     if name in _loaded:
         return _loaded[name]
     if name in _failures:
         return None
     try:
         module = importlib.import_module(f"fastnn.backends.{name}")
-    except ImportError as exc:  # numba missing, extension not built, ...
+    except Exception as exc:  # numba missing, extension not built, unusable JIT cache, ...
         _failures[name] = f"{type(exc).__name__}: {exc}"
         return None
     _loaded[name] = module
@@ -117,13 +130,13 @@ def available_backends() -> list[str]:
     list of str
         A subset of ``["numpy", "numba", "cython"]``.
     """
-    return [name for name in BACKEND_NAMES if _try_load(name) is not None]
+    return [name for name in BACKEND_NAMES if load_backend(name) is not None]
 
 
 def backend_status() -> dict[str, str]:
     """For each backend, ``"ok"`` or the reason it did not load."""
     return {
-        name: ("ok" if _try_load(name) is not None else _failures.get(name, "not loaded"))
+        name: ("ok" if load_backend(name) is not None else _failures.get(name, "not loaded"))
         for name in BACKEND_NAMES
     }
 
@@ -140,11 +153,11 @@ def resolve_backend(name: str | None = None) -> ModuleType:
     key = _check_name(name)
     if key == "auto":
         for candidate in AUTO_ORDER:
-            module = _try_load(candidate)
+            module = load_backend(candidate)
             if module is not None:
                 return module
         raise ImportError("no fastnn backend could be loaded")  # numpy always loads
-    module = _try_load(key)
+    module = load_backend(key)
     if module is None:
         if key not in _warned:  # one warning per backend and process, not one per fit
             _warned.add(key)
@@ -154,7 +167,7 @@ def resolve_backend(name: str | None = None) -> ModuleType:
                 RuntimeWarning,
                 stacklevel=3,
             )
-        module = _try_load("numpy")
+        module = load_backend("numpy")
         assert module is not None
     return module
 

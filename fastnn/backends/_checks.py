@@ -12,6 +12,7 @@ import numpy as np
 
 from .._codes import (
     ACTIVATION_NAMES,
+    NEEDS_PREACTIVATION,
     LOSS_CROSS_ENTROPY,
     LOSS_KERNEL_NAMES,
     N_HYPER,
@@ -54,7 +55,25 @@ def _act(act: int) -> None:
         raise ValueError(f"unknown activation code {act}; valid: {sorted(ACTIVATION_NAMES)}")
 
 
-def check_dense_forward(x, W, b, act, out) -> None:  # noqa: ANN001
+def _distinct(out_name: str, out: np.ndarray, **inputs: np.ndarray | None) -> None:
+    """Compiled kernels read inputs while they write outputs: the two must not overlap."""
+    for name, a in inputs.items():
+        if a is not None and np.may_share_memory(out, a):
+            raise ValueError(f"{out_name} overlaps {name}: pass a separate output buffer")
+
+
+def _preact(name: str, z: object, act: int, shape: tuple[int, ...], dt: np.dtype) -> None:
+    if int(act) in NEEDS_PREACTIVATION:
+        if z is None:
+            raise ValueError(
+                f"activation {ACTIVATION_NAMES[int(act)]!r} needs the pre-activation: "
+                f"pass {name} of shape {shape}"
+            )
+        _array(name, z, 2, dt)
+        _shape(name, z, shape)
+
+
+def check_dense_forward(x, W, b, act, z_out, out) -> None:  # noqa: ANN001
     dt = float_dtype("x", x)
     _array("x", x, 2, dt)
     _array("W", W, 2, dt)
@@ -67,18 +86,35 @@ def check_dense_forward(x, W, b, act, out) -> None:  # noqa: ANN001
     _shape("b", b, (k,))
     _shape("out", out, (n, k))
     _act(act)
+    _preact("z_out", z_out, act, (n, k), dt)
+    _distinct("out", out, x=x, W=W, b=b)
+    if int(act) in NEEDS_PREACTIVATION:
+        _distinct("z_out", z_out, x=x, W=W, b=b, out=out)
 
 
-def check_dense_backward(x, W, a, grad, act, dW_out, db_out, grad_x_out) -> None:  # noqa: ANN001
-    check_dense_forward(x, W, db_out, act, a)
-    dt = x.dtype
+def check_dense_backward(x, W, z, a, grad, act, dW_out, db_out, grad_x_out) -> None:  # noqa: ANN001
+    dt = float_dtype("x", x)
+    for name, arr in (("x", x), ("W", W), ("a", a)):
+        _array(name, arr, 2, dt)
+    _array("db_out", db_out, 1, dt)
+    n, d = x.shape
+    if W.shape[0] != d:
+        raise ValueError(f"x has {d} features but W has shape {W.shape}")
+    k = W.shape[1]
+    _shape("a", a, (n, k))
+    _shape("db_out", db_out, (k,))
+    _act(act)
+    _preact("z", z, act, (n, k), dt)
     _array("grad", grad, 2, dt)
-    _shape("grad", grad, a.shape)
+    _shape("grad", grad, (n, k))
     _array("dW_out", dW_out, 2, dt)
     _shape("dW_out", dW_out, W.shape)
+    _distinct("grad", grad, x=x, W=W, a=a, z=z)
+    _distinct("dW_out", dW_out, x=x, W=W, a=a, grad=grad, db_out=db_out)
     if grad_x_out is not None:
         _array("grad_x_out", grad_x_out, 2, dt)
         _shape("grad_x_out", grad_x_out, x.shape)
+        _distinct("grad_x_out", grad_x_out, x=x, W=W, a=a, grad=grad, dW_out=dW_out)
 
 
 def check_loss(outputs, targets, grad_out, class_indices: bool) -> None:  # noqa: ANN001
@@ -86,6 +122,7 @@ def check_loss(outputs, targets, grad_out, class_indices: bool) -> None:  # noqa
     _array("outputs", outputs, 2, dt)
     _array("grad_out", grad_out, 2, dt)
     _shape("grad_out", grad_out, outputs.shape)
+    _distinct("grad_out", grad_out, outputs=outputs, targets=targets)
     if class_indices:
         _array("targets", targets, 1, np.dtype(np.int64))
         _shape("targets", targets, outputs.shape[:1])
@@ -105,13 +142,14 @@ def check_update(param, *state) -> None:  # noqa: ANN001
     for i, s in enumerate(state):
         _array(f"argument {i + 2}", s, 1, dt)
         _shape(f"argument {i + 2}", s, param.shape)
+        _distinct("param", param, **{f"argument {i + 2}": s})
 
 
 def check_workspace(ws) -> None:  # noqa: ANN001
     """Every buffer the compiled epoch indexes without bounds checks must fit the layers."""
     bs, dt = ws.batch_size, ws.dtype
-    if not ws.n_layers == len(ws.weights) == len(ws.biases) == len(ws.acts) == len(ws.slopes):
-        raise ValueError("weights, biases, acts and slopes must have one entry per layer")
+    if not ws.n_layers == len(ws.weights) == len(ws.biases) == len(ws.acts) == len(ws.alphas):
+        raise ValueError("weights, biases, acts and alphas must have one entry per layer")
     if ws.optimizer not in (OPT_SGD, OPT_MOMENTUM, OPT_ADAM):
         raise ValueError(f"unknown optimizer code {ws.optimizer}")
     if ws.loss not in LOSS_KERNEL_NAMES:
@@ -128,6 +166,8 @@ def check_workspace(ws) -> None:  # noqa: ANN001
             "outputs": (bs, width), "grads": (bs, width), "state1_w": W.shape,
             "state2_w": W.shape, "state1_b": (width,), "state2_b": (width,),
         }  # fmt: skip
+        z_rows = bs if int(ws.acts[i]) in NEEDS_PREACTIVATION else 0
+        expected["preacts"] = (z_rows, width)
         for name, shape in expected.items():
             arr = getattr(ws, name)[i]
             if not isinstance(arr, np.ndarray) or arr.dtype != dt or arr.shape != shape:

@@ -1,8 +1,10 @@
-"""The per-batch training loop, written once over any backend's kernels.
+"""The per-batch training loop, written once over any backend's kernels and any layers.
 
 The reference backend's ``train_epoch`` *is* this loop over its own kernels; the API runs it
 over a compiled backend's kernels when it needs Python between batches (diagnostics, gradient
-clipping, per-batch callbacks), and the parity tests compare every fused ``train_epoch`` with it.
+clipping) or when a layer kind has no fused epoch, and the parity tests compare every fused
+``train_epoch`` with it. Layers are reached only through the layer protocol
+(``forward_into`` / ``backward_into``), so a new layer kind needs no change here.
 """
 
 from __future__ import annotations
@@ -14,31 +16,28 @@ from types import ModuleType
 import numpy as np
 
 from .. import _codes as C
-from ._workspace import Workspace
+from .workspace import Workspace
 
 
 def forward_backward(B: ModuleType, ws: Workspace, n: int) -> float:
     """Forward, loss and backward on the first ``n`` rows of ``ws.x_batch`` / ``ws.y_batch``.
 
-    Leaves the gradients in ``ws.dW`` / ``ws.db`` and returns the loss. When the loss is not
-    finite it returns at once (no backward).
+    Leaves the gradients in every ``ws.slots[i].grads`` and returns the loss. When the loss is
+    not finite it returns at once (no backward).
     """
     x = ws.x_batch[:n]
-    for i in range(ws.n_layers):
-        out = ws.outputs[i][:n]
-        B.dense_forward(x, ws.weights[i], ws.biases[i], int(ws.acts[i]), float(ws.slopes[i]), out)
-        x = out
+    for layer, slot in zip(ws.layers, ws.slots, strict=True):
+        layer.forward_into(B, x, slot, n)
+        x = slot.output[:n]
     loss_kernel = getattr(B, C.LOSS_KERNEL_NAMES[ws.loss])
-    loss = loss_kernel(x, ws.y_batch[:n], ws.grads[-1][:n])
+    last = ws.slots[-1]
+    loss = loss_kernel(x.reshape(n, -1), ws.y_batch[:n], last.delta[:n].reshape(n, -1))
     if not math.isfinite(loss):
         return loss
     for i in range(ws.n_layers - 1, -1, -1):
-        inputs = ws.x_batch[:n] if i == 0 else ws.outputs[i - 1][:n]
-        grad_x = None if i == 0 else ws.grads[i - 1][:n]
-        B.dense_backward(
-            inputs, ws.weights[i], ws.outputs[i][:n], ws.grads[i][:n],
-            int(ws.acts[i]), float(ws.slopes[i]), ws.dW[i], ws.db[i], grad_x,
-        )  # fmt: skip
+        inputs = ws.x_batch[:n] if i == 0 else ws.slots[i - 1].output[:n]
+        grad_x = None if i == 0 else ws.slots[i - 1].delta[:n]
+        ws.layers[i].backward_into(B, inputs, ws.slots[i], n, grad_x)
     return loss
 
 
@@ -47,12 +46,8 @@ def apply_update(B: ModuleType, ws: Workspace) -> None:
     ws.step += 1
     lr, mu, nesterov, wd = ws.lr, ws.momentum, ws.nesterov, ws.weight_decay
     b1, b2 = ws.betas
-    for i in range(ws.n_layers):
-        pairs = (
-            (ws.weights[i], ws.dW[i], ws.state1_w[i], ws.state2_w[i]),
-            (ws.biases[i], ws.db[i], ws.state1_b[i], ws.state2_b[i]),
-        )
-        for param, grad, s1, s2 in pairs:
+    for slot in ws.slots:
+        for param, grad, s1, s2 in zip(slot.params, slot.grads, slot.state1, slot.state2):
             p, g = param.reshape(-1), grad.reshape(-1)
             if ws.optimizer == C.OPT_SGD:
                 B.sgd_update(p, g, lr, wd)

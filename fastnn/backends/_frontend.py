@@ -1,0 +1,157 @@
+"""The one validate-cast-call layer in front of every compiled backend.
+
+Compiled code indexes raw memory: a wrong shape there is a segfault or a silently wrong answer,
+not an exception. So a compiled backend never exposes its entry points directly: its package
+calls :func:`bind` with a namespace ``impl`` holding functions of the contract's names and
+parameters that trust their arguments, and publishes what :func:`bind` returns. Each public
+function checks every argument (:mod:`fastnn.backends._checks`), turns NumPy scalars into plain
+Python ``int``/``float``/``bool`` (so Numba compiles no extra specialization and Cython's typed
+arguments always convert), calls ``impl``, and returns a plain Python value. Docstrings are the
+reference backend's, so the formulas are written down once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import _checks
+from . import numpy as reference
+from .workspace import Workspace
+
+LOSS_NAMES: tuple[str, ...] = (
+    "mse",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_soft",
+    "binary_cross_entropy",
+    "kl_divergence",
+)
+
+
+def _documented(name: str, func: Callable, backend: str) -> Callable:
+    func.__name__ = func.__qualname__ = name
+    func.__doc__ = f"{backend} backend: {(getattr(reference, name).__doc__ or '').strip()}"
+    return func
+
+
+def _loss(name: str, impl: Any) -> Callable:
+    kernel = getattr(impl, name)
+    class_indices = name == "softmax_cross_entropy"
+
+    def loss(outputs: np.ndarray, targets: np.ndarray, grad_out: np.ndarray) -> float:
+        _checks.check_loss(outputs, targets, grad_out, class_indices=class_indices)
+        return float(kernel(outputs, targets, grad_out))
+
+    return loss
+
+
+def bind(backend: str, impl: Any) -> dict[str, Callable]:
+    """The public kernels of a compiled backend, checked in front of ``impl``.
+
+    Parameters
+    ----------
+    backend : str
+        The backend's name (for the docstrings).
+    impl : module or namespace
+        Functions ``dense_forward``, ``dense_backward``, the five losses, ``sgd_update``,
+        ``momentum_update``, ``adam_update`` and ``train_epoch``, with the parameters of the
+        kernel contract (:mod:`fastnn.backends`), trusting their arguments.
+
+    Returns
+    -------
+    dict of str to callable
+        The same names, each validating, casting and calling through.
+    """
+
+    def dense_forward(
+        x: np.ndarray,
+        W: np.ndarray,
+        b: np.ndarray,
+        act: int,
+        alpha: float,
+        z_out: np.ndarray | None,
+        out: np.ndarray,
+    ) -> None:
+        _checks.check_dense_forward(x, W, b, act, z_out, out)
+        impl.dense_forward(x, W, b, int(act), float(alpha), z_out, out)
+
+    def dense_backward(
+        x: np.ndarray,
+        W: np.ndarray,
+        z: np.ndarray | None,
+        a: np.ndarray,
+        grad: np.ndarray,
+        act: int,
+        alpha: float,
+        dW_out: np.ndarray,
+        db_out: np.ndarray,
+        grad_x_out: np.ndarray | None,
+    ) -> None:
+        _checks.check_dense_backward(x, W, z, a, grad, act, dW_out, db_out, grad_x_out)
+        impl.dense_backward(x, W, z, a, grad, int(act), float(alpha), dW_out, db_out, grad_x_out)
+
+    def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float, weight_decay: float) -> None:
+        _checks.check_update(param, grad)
+        impl.sgd_update(param, grad, float(lr), float(weight_decay))
+
+    def momentum_update(
+        param: np.ndarray,
+        grad: np.ndarray,
+        velocity: np.ndarray,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+        weight_decay: float,
+    ) -> None:
+        _checks.check_update(param, grad, velocity)
+        impl.momentum_update(
+            param, grad, velocity, float(lr), float(momentum), bool(nesterov), float(weight_decay)
+        )
+
+    def adam_update(
+        param: np.ndarray,
+        grad: np.ndarray,
+        m: np.ndarray,
+        v: np.ndarray,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        weight_decay: float,
+        step: int,
+    ) -> None:
+        _checks.check_update(param, grad, m, v)
+        impl.adam_update(
+            param, grad, m, v, float(lr), float(beta1), float(beta2), float(eps),
+            float(weight_decay), int(step),
+        )  # fmt: skip
+
+    def train_epoch(
+        ws: Workspace,
+        X: np.ndarray,
+        targets: np.ndarray,
+        order: np.ndarray,
+        batch_size: int,
+        batch_losses: np.ndarray,
+    ) -> int:
+        _checks.check_train_epoch(ws, X, targets, order, int(batch_size), batch_losses)
+        return int(impl.train_epoch(ws, X, targets, order, int(batch_size), batch_losses))
+
+    public: dict[str, Callable] = {
+        "dense_forward": dense_forward,
+        "dense_backward": dense_backward,
+        "sgd_update": sgd_update,
+        "momentum_update": momentum_update,
+        "adam_update": adam_update,
+        "train_epoch": train_epoch,
+    }
+    public.update({name: _loss(name, impl) for name in LOSS_NAMES})
+    return {name: _documented(name, func, backend) for name, func in public.items()}
+
+
+def contract_names() -> tuple[str, ...]:
+    """Every function name of the kernel contract (tests check each backend has them all)."""
+    return ("dense_forward", "dense_backward", *LOSS_NAMES, "sgd_update", "momentum_update",
+            "adam_update", "train_epoch")  # fmt: skip

@@ -1,0 +1,33 @@
+"""The reference backend: plain NumPy, written to be read.
+
+This is both the fallback that works wherever NumPy does and the yardstick every compiled
+backend is tested and timed against. Each docstring carries the formula; every function follows
+the kernel contract of :mod:`fastnn.backends` (caller-owned ``out`` buffers, no allocation of
+results). The modules mirror the compiled backends' packages: ``activations``, ``dense``,
+``losses``, ``optim``, ``epoch``.
+"""
+
+from __future__ import annotations
+
+from .activations import activation_backward, activation_forward
+from .dense import dense_backward, dense_forward
+from .epoch import train_epoch
+from .losses import (
+    binary_cross_entropy,
+    kl_divergence,
+    mse,
+    softmax_cross_entropy,
+    softmax_cross_entropy_soft,
+)
+from .optim import adam_update, momentum_update, sgd_update
+
+NAME = "numpy"
+#: Layer kinds ``train_epoch`` runs (the reference runs every layer through the per-batch loop).
+FUSED_LAYERS: frozenset[str] = frozenset({"dense"})
+
+__all__ = [
+    "NAME", "FUSED_LAYERS", "activation_backward", "activation_forward", "adam_update",
+    "binary_cross_entropy", "dense_backward", "dense_forward", "kl_divergence", "momentum_update",
+    "mse", "set_num_threads", "get_num_threads", "sgd_update", "softmax_cross_entropy",
+    "softmax_cross_entropy_soft", "train_epoch",
+]  # fmt: skip
