@@ -17,7 +17,7 @@ from .callbacks import Callback, ProgressBar
 from .callbacks_extra import EarlyStopping, ModelCheckpoint
 from .errors import TrainingDivergedError
 from .history import History
-from .io import load
+from .model import load
 from .layers import Dense
 from .model import Sequential
 from .optimizers import SGD, Adam
