@@ -17,9 +17,8 @@ from .callbacks import Callback, ProgressBar
 from .callbacks_extra import EarlyStopping, ModelCheckpoint
 from .errors import TrainingDivergedError
 from .history import History
-from .model import load
 from .layers import Dense
-from .model import Sequential
+from .model import Sequential, load
 from .optimizers import SGD, Adam
 from .perceptron import Perceptron
 from .threads import get_num_threads, set_num_threads

@@ -48,7 +48,9 @@ def check_X(
     if shape is not None and arr.shape[1:] != tuple(shape):
         if len(shape) == 1:
             raise ValueError(f"{name} has {arr.shape[1]} features, the model expects {shape[0]}")
-        raise ValueError(f"{name} has samples of shape {arr.shape[1:]}, the model expects {shape}")
+        raise ValueError(
+            f"{name} has samples of shape {arr.shape[1:]}, the model expects {tuple(shape)}"
+        )
     arr = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(arr).all():
         bad = int(np.count_nonzero(~np.isfinite(arr)))
@@ -77,7 +79,8 @@ def check_choice(kind: str, name: object, valid: dict) -> str:
 
 
 def check_bool(name: str, value: object) -> bool:
-    """``value`` if it is a bool (NumPy's included); a TypeError otherwise (``"no"`` is not False)."""
+    """``value`` as a bool if it is one (NumPy's included), else a TypeError: ``"no"`` is
+    neither True nor False."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)

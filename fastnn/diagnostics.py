@@ -110,13 +110,9 @@ class DiagnosticsRecorder:
         self._weights = [ws.slots[i].params[0] for i in self._index]
         self._wgrads = [ws.slots[i].grads[0] for i in self._index]
         self._outputs = [ws.slots[i].output for i in self._index]
-        self.activations = [
-            getattr(model.layers[i], "activation", "identity") for i in self._index
-        ]
+        self.activations = [getattr(model.layers[i], "activation", "identity") for i in self._index]
         # The output layer's ReLU (rare) is fed to the loss; only hidden ReLUs can "die".
-        self._relu = [
-            j for j, a in enumerate(self.activations[:-1]) if a in RELU_FAMILY
-        ]
+        self._relu = [j for j, a in enumerate(self.activations[:-1]) if a in RELU_FAMILY]
         self._before = [w.copy() for w in self._weights]
         self._diff = [np.empty_like(w) for w in self._weights]
         self._pending = False  # True once _before holds the weights of a batch not yet updated

@@ -26,12 +26,11 @@ import hashlib
 import json
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from dataclasses import dataclass
 
 from .layers import LAYERS, Layer, layer_from_config
 from .losses import get_loss
@@ -101,8 +100,10 @@ def save(model: Any, path: str | os.PathLike[str], include_optimizer: bool = Tru
         "loss": None if model.loss is None else model.loss.name,
         "mse_labels": bool(getattr(model, "_mse_labels", False)),
         "optimizer": opt_record,
-        "arrays": {k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _digest(a)}
-                   for k, a in arrays.items()},  # fmt: skip
+        "arrays": {
+            k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _digest(a)}
+            for k, a in arrays.items()
+        },  # fmt: skip
     }
     payload = {META_KEY: np.array(json.dumps(meta)), **arrays}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -276,9 +277,7 @@ def _build(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> S
         raise ModelFileError(f"{path}: invalid input_shape {shape!r}")
     names = [f"{name}{i}" for i, layer in enumerate(layers) for name in layer.param_names]
     if set(names) != {k for k in arrays if not k.startswith("opt")}:
-        raise ModelFileError(
-            f"{path}: the parameter arrays do not match the {len(layers)} layers"
-        )
+        raise ModelFileError(f"{path}: the parameter arrays do not match the {len(layers)} layers")
     return SavedModel(
         layers=layers, dtype=meta["dtype"], seed=seed,
         input_shape=None if shape is None else tuple(shape),

@@ -207,7 +207,9 @@ def _prepare(model: Any, X: np.ndarray, y: object, **options: Any) -> _Run:
     )  # fmt: skip
 
 
-def _workspace(model: Any, loss: Loss, loss_code: int, opt: Optimizer, batch_size: int) -> Workspace:
+def _workspace(
+    model: Any, loss: Loss, loss_code: int, opt: Optimizer, batch_size: int
+) -> Workspace:
     """One workspace for the fit, resuming the optimizer's state when it fits this model."""
     acts = [layer.act_code for layer in model.layers]
     acts[-1] = model._loss_input_act(loss)  # a fused softmax/sigmoid: the loss applies it

@@ -12,10 +12,10 @@ import numpy as np
 
 from .._codes import (
     ACTIVATION_NAMES,
-    NEEDS_PREACTIVATION,
     LOSS_CROSS_ENTROPY,
     LOSS_KERNEL_NAMES,
     N_HYPER,
+    NEEDS_PREACTIVATION,
     OPT_ADAM,
     OPT_MOMENTUM,
     OPT_SGD,
