@@ -23,6 +23,7 @@ import numpy as np
 
 from .callbacks import Callback
 from .diagnostics import GradientWarning, format_epoch
+from .layers import ACTIVATIONS
 from .recipes import MNIST_98, SCHEDULES, build
 
 OPTIMIZER_CHOICES = ("sgd", "momentum", "adam")
@@ -69,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on the first N training samples only (quick runs)")
     add("--hidden", type=_hidden, default=list(r["hidden"]),
         help="hidden layer sizes, comma-separated ('none' for no hidden layer)")
-    add("--activation", default=r["activation"], choices=("relu", "tanh", "sigmoid", "leaky_relu"))
+    hidden_acts = [a for a in ACTIVATIONS if a not in ("identity", "softmax")]
+    add("--activation", default=r["activation"], choices=hidden_acts,
+        help="activation of the hidden layers")  # fmt: skip
     add("--init", default="auto", choices=("auto", "he", "xavier", "normal"))
     add("--loss", default="cross_entropy", choices=("cross_entropy", "mse", "kl_divergence"))
     add("--optimizer", default=r["optimizer"], choices=OPTIMIZER_CHOICES)

@@ -2,9 +2,9 @@
 
 The configuration is ``fastnn.recipes.MNIST_98`` (the report names it). Both runs start from
 the same initial weights, see the samples in the same order, check test accuracy after every
-epoch (that evaluation is not counted) and stop at the target. A learning-rate schedule in the recipe (``"schedule"``)
-becomes a list of per-epoch rates computed once by fastnn's own schedule objects, which every
-implementation applies at the start of each epoch.
+epoch (that evaluation is not counted) and stop at the target. A learning-rate schedule in the
+recipe (``"schedule"``) becomes a list of per-epoch rates computed once by fastnn's own
+schedule objects, which every implementation applies at the start of each epoch.
 """
 
 from __future__ import annotations
