@@ -27,10 +27,9 @@ and warns (``warnings.warn``, categories below, once per layer and kind in a ``f
 - ReLU units die (remedy: lower learning rate, He initialisation, leaky_relu).
 
 Cost: per layer and batch three norms, one subtraction and one copy of the weight matrix and
-one comparison of the ReLU outputs: 0.14-0.16 ms per batch for 784-512-10 (1 epoch of MNIST,
-batch 128, 469 batches: 0.07 s). Diagnostics also make ``fit`` run the per-batch loop over the
-backend's kernels instead of its fused epoch; measured together (best of 4, 2-core machine
-with other jobs running): NumPy x1.14, Numba x1.30, Cython x2.2 the time of the fused epoch.
+one comparison of the ReLU outputs; diagnostics also make ``fit`` run the per-batch loop over
+the backend's kernels instead of its fused epoch (measured costs: ``benchmarks/README.md``,
+"Measured once").
 """
 
 from __future__ import annotations
