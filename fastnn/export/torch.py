@@ -10,6 +10,7 @@ module outside the table, raises an error that names it. Imported as :mod:`fastn
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,20 +109,31 @@ def to_torch(model: Any, output: str | None = None) -> Any:
     dtype = getattr(torch, str(net.dtype))  # float32 or float64, as the model
     modules = []
     for i, (layer, act) in enumerate(zip(net.layers, layer_activations(net, output), strict=True)):
-        if not isinstance(layer, Dense):
+        kind = type(layer).__name__
+        convert = LAYER_CONVERTERS.get(kind)
+        if convert is None:
             raise NotImplementedError(
-                f"layer {i} is a {type(layer).__name__}, which fastnn.interop cannot convert to "
-                "PyTorch yet (it knows Dense)"
+                f"layer {i} is a {kind}, which fastnn.interop cannot convert to PyTorch yet "
+                f"(it knows {', '.join(LAYER_CONVERTERS)}); add a converter to "
+                "fastnn.export.torch.LAYER_CONVERTERS"
             )
-        linear = torch.nn.Linear(layer.in_features, layer.out_features, dtype=dtype)
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(layer.W.T)))
-            linear.bias.copy_(torch.from_numpy(layer.b))
-        modules.append(linear)
-        module = _activation_module(torch, act or "identity", layer, i)
-        if module is not None:
-            modules.append(module)
+        modules += convert(torch, layer, act or "identity", i, dtype)
     return torch.nn.Sequential(*modules)
+
+
+def _dense(torch: Any, layer: Any, act: str, index: int, dtype: Any) -> list[Any]:
+    """Dense -> [Linear] or [Linear, activation module]; weight (out, in) = W.T."""
+    linear = torch.nn.Linear(layer.in_features, layer.out_features, dtype=dtype)
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(layer.W.T)))
+        linear.bias.copy_(torch.from_numpy(layer.b))
+    module = _activation_module(torch, act, layer, index)
+    return [linear] if module is None else [linear, module]
+
+
+#: Layer class name -> (torch, layer, activation, index, dtype) -> list of torch modules.
+#: Add Conv2D (nn.Conv2d: the same NCHW weight layout), MaxPool2D, Flatten, Dropout here.
+LAYER_CONVERTERS: dict[str, Callable[..., list[Any]]] = {"Dense": _dense}
 
 
 # torch -> fastnn ---------------------------------------------------------------------------
