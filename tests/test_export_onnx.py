@@ -276,3 +276,4 @@ def test_cli_export(tmp_path, capsys):
     assert "opset must lie in" in capsys.readouterr().err
     assert cli_export.main([saved, fresh, "--output", "z"]) == 2  # argparse's usage error
     assert sorted(os.listdir(tmp_path)) == ["m.npz", "m.onnx"]
+    assert cli.main(["--help"]) == 0 and "export" in capsys.readouterr().out

@@ -289,9 +289,10 @@ def to_onnx(
 
     Examples
     --------
-    >>> fastnn.export.to_onnx(model, "model.onnx", output="probabilities")  # doctest: +SKIP
-    >>> import onnxruntime as ort                                             # doctest: +SKIP
-    >>> ort.InferenceSession("model.onnx").run(None, {"input": X.astype("float32")})[0]
+    >>> from fastnn.export import to_onnx
+    >>> to_onnx(model, "model.onnx", output="probabilities")  # doctest: +SKIP
+    >>> import onnxruntime as ort  # doctest: +SKIP
+    >>> ort.InferenceSession("model.onnx").run(None, {"input": X})[0]  # doctest: +SKIP
     """
     proto = build_onnx(model, output=output, opset=opset)
     return write_atomic(path, proto.SerializeToString(), "ONNX file")
