@@ -292,6 +292,15 @@ class Sequential:
         self._require_built()
         io.save(self, path, include_optimizer=include_optimizer)
 
+    def to_onnx(
+        self, path: str | os.PathLike[str], output: str = "logits", opset: int = 17
+    ) -> None:
+        """Write the network as an ONNX file (needs ``fastnn[onnx]``); see
+        :func:`fastnn.export.to_onnx` for the outputs, the opsets and the errors."""
+        from .export import to_onnx
+
+        to_onnx(self, path, output=output, opset=opset)
+
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Sequential:
         """Read a model written by :meth:`save` (any format version up to the current one)."""

@@ -10,13 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _codes as C
-from ..model import Sequential
 
 #: What the exported network outputs: ``decision_function`` or ``predict_proba``.
 OUTPUT_KINDS: tuple[str, ...] = ("logits", "probabilities")
 
 
-def as_sequential(model: Any) -> Sequential:
+def _is_network(model: Any) -> bool:
+    # A Sequential, recognised by what exporters use (this package must not import
+    # fastnn.model, whose to_onnx method imports it).
+    return hasattr(model, "layers") and hasattr(model, "_loss_input_act")
+
+
+def as_sequential(model: Any) -> Any:
     """The ``Sequential`` behind ``model``: itself, or the network a fitted estimator holds.
 
     Parameters
@@ -30,7 +35,7 @@ def as_sequential(model: Any) -> Sequential:
     ValueError
         An estimator that is not fitted yet.
     """
-    if isinstance(model, Sequential):
+    if _is_network(model):
         return model
     if hasattr(model, "_sync_model") and hasattr(model, "get_params"):  # fastnn.sklearn
         if not hasattr(model, "_model"):
@@ -43,7 +48,7 @@ def as_sequential(model: Any) -> Sequential:
     )
 
 
-def final_activation(model: Sequential, output: str) -> str:
+def final_activation(model: Any, output: str) -> str:
     """Name of the activation the last layer applies for ``output``.
 
     Parameters
@@ -62,7 +67,7 @@ def final_activation(model: Sequential, output: str) -> str:
     return C.ACTIVATION_NAMES[code]
 
 
-def layer_activations(model: Sequential, output: str | None) -> list[str | None]:
+def layer_activations(model: Any, output: str | None) -> list[str | None]:
     """The activation each layer applies in the exported network (None: the layer has none).
 
     ``output=None`` keeps every layer's declared activation (what ``model.forward`` computes).
