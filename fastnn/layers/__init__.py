@@ -6,10 +6,15 @@ workspace and the per-batch training loop then handle it without change (see
 ``docs/ARCHITECTURE.md``).
 """
 
+from ._activated import HE_INIT, INITS, RELU_FAMILY
 from .base import LAYERS, Layer, layer_from_config, register_layer
-from .dense import ACTIVATIONS, INITS, RELU_FAMILY, Dense
+from .conv import Conv2D
+from .dense import ACTIVATIONS, Dense
+from .dropout import Dropout
+from .pool import MaxPool2D
+from .reshape import Flatten
 
 __all__ = [
-    "ACTIVATIONS", "INITS", "LAYERS", "RELU_FAMILY", "Dense", "Layer", "layer_from_config",
-    "register_layer",
+    "ACTIVATIONS", "HE_INIT", "INITS", "LAYERS", "RELU_FAMILY", "Conv2D", "Dense", "Dropout",
+    "Flatten", "Layer", "MaxPool2D", "layer_from_config", "register_layer",
 ]  # fmt: skip

@@ -107,8 +107,9 @@ class Layer:
     def n_params(self) -> int:
         return sum(int(p.size) for p in self.parameters())
 
-    def buffer_shapes(self, rows: int, act: int) -> dict[str, Shape]:
-        """Extra per-batch buffers for ``rows`` samples when trained with activation ``act``."""
+    def buffer_shapes(self, rows: int, act: int) -> dict[str, Any]:
+        """Extra per-batch buffers for ``rows`` samples when run with activation ``act``: name
+        to a shape (a buffer of the model dtype) or to ``(shape, dtype)``."""
         return {}
 
     # -- one batch through a backend -------------------------------------------------------

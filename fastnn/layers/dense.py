@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-import math
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from .. import _codes as C
-from .._validation import check_choice, check_positive
+from .._validation import check_positive
 from ..backends.workspace import LayerSlot
-from .base import Layer, Shape, register_layer
+from ._activated import ActivatedLayer
+from .base import Shape, register_layer
 
 #: Every activation name a layer accepts (the registry the tests loop over).
 ACTIVATIONS: tuple[str, ...] = tuple(C.ACTIVATION_CODES)
-INITS: dict[str, str] = {
-    "auto": "He for the ReLU family, Xavier (Glorot) otherwise",
-    "he": "normal, std = sqrt(2 / in_features): keeps ReLU activations from shrinking",
-    "xavier": "uniform in ±sqrt(6 / (in + out)): keeps sigmoid/tanh in their sensitive range",
-    "normal": "normal, std = 0.01: the naive choice, to see vanishing gradients happen",
-}
-#: Piecewise-linear units whose zero outputs mean dead units (the diagnostics watch them).
-RELU_FAMILY = ("relu", "leaky_relu")
-#: Activations that pass large positive inputs through about unchanged: He init suits them.
-HE_INIT = (*RELU_FAMILY, "elu", "gelu", "gelu_tanh", "silu")
 
 
 @register_layer
-class Dense(Layer):
+class Dense(ActivatedLayer):
     """A fully connected layer: ``out = activation(x @ W + b)``.
 
     Each of the ``out_features`` neurons holds one column of ``W`` (its weights, one per input)
@@ -72,29 +62,13 @@ class Dense(Layer):
         negative_slope: float = 0.01,
         alpha: float = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(activation, init, negative_slope, alpha)
         self.in_features = check_positive("in_features", in_features, integer=True)
         self.out_features = check_positive("out_features", out_features, integer=True)
-        name = "identity" if activation is None else activation
-        self.activation = check_choice("activation", name, C.ACTIVATION_CODES)
-        self.init = check_choice("init", init, INITS)
-        self.negative_slope = check_positive("negative_slope", negative_slope, allow_zero=True)
-        self.alpha = check_positive("alpha", alpha)
         self.W: np.ndarray | None = None
         self.b: np.ndarray | None = None
         self.dW: np.ndarray | None = None
         self.db: np.ndarray | None = None
-
-    @property
-    def act_code(self) -> int:  # type: ignore[override]
-        return C.ACTIVATION_CODES[self.activation]
-
-    @property
-    def act_alpha(self) -> float:  # type: ignore[override]
-        """The activation parameter the kernels take: the slope of leaky ReLU, ELU's alpha."""
-        if self.activation == "elu":
-            return self.alpha
-        return self.negative_slope if self.activation == "leaky_relu" else 0.0
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         if input_shape != (self.in_features,):
@@ -108,26 +82,12 @@ class Dense(Layer):
     def init_params(self, rng: np.random.Generator, dtype: np.dtype) -> None:
         """Draw ``W`` with the layer's init scheme and zero ``b``."""
         d, k = self.in_features, self.out_features
-        scheme = self.init
-        if scheme == "auto":
-            scheme = "he" if self.activation in HE_INIT else "xavier"
-        if scheme == "he":
-            W = rng.standard_normal((d, k)) * math.sqrt(2.0 / d)
-        elif scheme == "xavier":
-            limit = math.sqrt(6.0 / (d + k))
-            W = rng.uniform(-limit, limit, (d, k))
-        else:
-            W = rng.standard_normal((d, k)) * 0.01
-        self.W = np.ascontiguousarray(W, dtype=dtype)
+        self.W = np.ascontiguousarray(self.draw_weights(rng, (d, k), d, k), dtype=dtype)
         self.b = np.zeros(k, dtype=dtype)
 
     def initialize(self, rng: np.random.Generator, dtype: np.dtype) -> None:
         """Build for inputs of ``in_features`` and draw the parameters."""
         self.build((self.in_features,), rng, dtype)
-
-    def buffer_shapes(self, rows: int, act: int) -> dict[str, Shape]:
-        # Only the activations whose derivative needs z keep it.
-        return {"z": (rows, self.out_features)} if act in C.NEEDS_PREACTIVATION else {}
 
     def forward_into(self, B: ModuleType, x: np.ndarray, slot: LayerSlot, n: int) -> None:
         W, b = slot.params
@@ -148,16 +108,8 @@ class Dense(Layer):
         )  # fmt: skip
 
     def config(self) -> dict[str, Any]:
-        cfg = {
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "activation": self.activation,
-            "init": self.init,
-            "negative_slope": self.negative_slope,
-        }
-        if self.activation == "elu":
-            cfg["alpha"] = self.alpha
-        return cfg
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                **self.activation_config()}  # fmt: skip
 
     def describe(self) -> str:
         return f"Dense({self.activation})"
