@@ -29,6 +29,7 @@ FUSED_LAYERS: frozenset[str] = frozenset({"dense"})
 __all__ = [
     "NAME", "FUSED_LAYERS", "activation_backward", "activation_forward", "adam_update",
     "binary_cross_entropy", "conv2d_backward", "conv2d_forward", "dense_backward",
-    "dense_forward", "kl_divergence", "maxpool2d_backward", "maxpool2d_forward", "momentum_update", "mse", "sgd_update", "softmax_cross_entropy",
+    "dense_forward", "kl_divergence", "maxpool2d_backward", "maxpool2d_forward",
+    "momentum_update", "mse", "sgd_update", "softmax_cross_entropy",
     "softmax_cross_entropy_soft", "train_epoch",
 ]  # fmt: skip
