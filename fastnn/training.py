@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ._codes import H_LR
 from ._validation import check_bool, check_positive, check_X
 from .backends import eager, resolve_backend
 from .backends.workspace import Workspace
@@ -51,10 +52,11 @@ class _Run:
     batch_size: int
     shuffle: bool
     rng: np.random.Generator
-    hook: Callable[[int, int], None] | None
+    clip: float | None
     recorder: Any
     track_accuracy: bool
     val: tuple[np.ndarray, object] | None
+    hook: Callable[[int, int], None] | None = None
     slices: int = 1
     sizes: np.ndarray = field(default_factory=lambda: np.empty(0))
     batch_losses: np.ndarray = field(default_factory=lambda: np.empty(0))
@@ -202,7 +204,7 @@ def _prepare(model: Any, X: np.ndarray, y: object, **options: Any) -> _Run:
         loss=loss_obj, opt=opt, history=History(batch_size=batch_size, n_samples=n),
         callbacks=[], batch_size=batch_size, shuffle=options["shuffle"],
         rng=np.random.default_rng(seed) if seed is not None else model._rng,
-        hook=_between_batches(ws, clip, recorder), recorder=recorder,
+        clip=clip, recorder=recorder,
         track_accuracy=options["track_accuracy"], val=val,
     )  # fmt: skip
 
@@ -234,6 +236,8 @@ def _begin(run: _Run, epochs: int, verbose: int, callbacks: Sequence[Callback] |
     for cb in run.callbacks:
         cb.set_context(run.model, run.history, params)
         cb.on_train_begin()
+    per_step = [cb for cb in run.callbacks if getattr(cb, "per_iteration", False)]
+    run.hook = _between_batches(run.ws, run.clip, run.recorder, per_step, run.opt)
     run.slices = PROGRESS_SLICES if any(cb.wants_progress for cb in run.callbacks) else 1
     run.batch_losses = np.empty(n_batches)
     run.sizes = np.full(n_batches, run.batch_size, dtype=np.float64)
@@ -340,14 +344,18 @@ def _accuracy(run: _Run, X: np.ndarray, targets: np.ndarray) -> float:
 
 
 def _between_batches(
-    ws: Workspace, clip: float | None, recorder: Any
+    ws: Workspace, clip: float | None, recorder: Any, schedules: list[Any], opt: Optimizer
 ) -> Callable[[int, int], None] | None:
-    """The hook the eager loop runs between backward and update, or None for the fused path."""
-    if clip is None and recorder is None:
+    """The hook the eager loop runs between backward and update, or None for the fused path:
+    per-iteration learning rates, gradient clipping, diagnostics."""
+    if clip is None and recorder is None and not schedules:
         return None
     grads = ws.parameter_gradients()
 
     def hook(batch: int, rows: int) -> None:
+        for schedule in schedules:
+            opt.lr = schedule.next_rate()
+            ws.hyper[H_LR] = opt.lr
         if clip is not None:
             norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
             if norm > clip:
