@@ -1,4 +1,5 @@
-"""Backend choice: names, "auto", the environment variable and the fallback warning."""
+"""Backend choice (`fastnn.backends`): names, "auto", the environment variable, loading once
+and the fallback warning."""
 
 from __future__ import annotations
 
@@ -45,3 +46,46 @@ def test_environment_variable_and_set_backend(registry, monkeypatch):
         fastnn.get_backend()
     fastnn.set_backend("numpy")  # an explicit choice wins over the environment
     assert fastnn.get_backend() == "numpy"
+
+
+def test_backend_names(registry):
+    with pytest.raises(ValueError, match="unknown backend"):
+        fastnn.set_backend("gpu")
+    with pytest.raises(TypeError, match="string"):
+        fastnn.set_backend(3)
+    assert "numpy" in fastnn.available_backends()
+    assert fastnn.available_backends()[0] == "numpy"  # the reference first
+    fastnn.set_backend(" NumPy ")  # names are trimmed and case-insensitive
+    assert fastnn.get_backend() == "numpy"
+    status = fastnn.backend_status()
+    assert status["numpy"] == "ok" and set(status) == set(registry.BACKEND_NAMES)
+    assert set(registry.AUTO_ORDER) == set(registry.BACKEND_NAMES)
+
+
+def test_set_backend_warns_at_once_not_at_the_first_fit(registry):
+    with pytest.warns(RuntimeWarning, match="'numba' is unavailable"):
+        fastnn.set_backend("numba")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fastnn.get_backend() == "numpy"
+
+
+def test_load_backend_loads_once_and_keeps_the_reason_of_a_failure(registry, monkeypatch):
+    numpy_backend = registry.load_backend("numpy")
+    calls = []
+
+    def failing_import(name):
+        calls.append(name)
+        raise OSError("extension not built")
+
+    monkeypatch.setattr(registry.importlib, "import_module", failing_import)
+    registry._loaded.pop("cython", None)
+    registry._failures.pop("cython", None)
+    assert registry.load_backend("cython") is None
+    assert registry.load_backend("cython") is None
+    assert calls == ["fastnn.backends.cython"]  # the failure is remembered, not retried
+    assert registry.backend_status()["cython"] == "OSError: extension not built"
+    assert registry.available_backends()[0] == "numpy"
+    assert "cython" not in registry.available_backends()
+    assert registry.load_backend("numpy") is numpy_backend  # already loaded: no import
+    assert calls == ["fastnn.backends.cython"]
