@@ -104,7 +104,7 @@ def save(model: Sequential, path: str | os.PathLike[str], include_optimizer: boo
         "arrays": {
             k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _digest(a)}
             for k, a in arrays.items()
-        },  # fmt: skip
+        },
     }
     payload = {META_KEY: np.array(json.dumps(meta)), **arrays}
     # Anonymous file + link + rename where possible, else a pid-named temporary file; either
