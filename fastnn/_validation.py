@@ -37,11 +37,29 @@ def check_X(X: object, n_features: int | None, dtype: np.dtype, name: str = "X")
         raise ValueError(f"{name} is empty (0 samples)")
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features, the model expects {n_features}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
-    return arr
+    with np.errstate(over="ignore"):  # a value beyond float32's range is reported below
+        converted = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(converted).all():
+        _raise_not_finite(arr, converted, name)
+    return converted
+
+
+def _raise_not_finite(arr: np.ndarray, converted: np.ndarray, name: str) -> None:
+    """Say whether the input held NaN/inf or finite values too large for the model dtype.
+
+    Runs only on failure, so a valid ``X`` pays for one ``isfinite`` pass, not two.
+    """
+    original_bad = int(np.count_nonzero(~np.isfinite(arr))) if arr.dtype.kind == "f" else 0
+    if original_bad:
+        raise ValueError(f"{name} contains {original_bad} NaN or infinite value(s)")
+    bad = ~np.isfinite(converted)
+    largest = float(np.max(np.abs(arr[bad])))
+    limit = float(np.finfo(converted.dtype).max)
+    raise ValueError(
+        f"{name} contains {int(np.count_nonzero(bad))} value(s) out of {converted.dtype} range "
+        f"(largest magnitude {largest:.3g}, {converted.dtype} holds up to {limit:.3g}); "
+        "rescale the data or use dtype='float64'"
+    )
 
 
 def check_positive(name: str, value: object, integer: bool = False, allow_zero: bool = False):
@@ -55,6 +73,16 @@ def check_positive(name: str, value: object, integer: bool = False, allow_zero: 
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
     return int(value) if integer else float(value)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` if it is a bool (Python or NumPy), else a TypeError naming ``name``.
+
+    Strings are refused rather than judged by truthiness: ``shuffle="no"`` would be true.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 def check_choice(kind: str, name: object, valid: dict) -> str:

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._validation import check_bool
 from . import _download
 from ._idx import parse_idx, read_content
 
@@ -274,7 +275,13 @@ def load_mnist(
     >>> X_train.shape, X_train.dtype, y_train.dtype
     ((60000, 784), dtype('float32'), dtype('int64'))
     """
-    dt = np.dtype(dtype)
+    for name, flag in (("download", download), ("normalize", normalize),
+                       ("flatten", flatten), ("verify", verify)):  # fmt: skip
+        check_bool(name, flag)  # download="no" would otherwise download
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32, float64 or uint8, got {dtype!r}") from None
     if dt not in (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8)):
         raise ValueError(f"dtype must be float32, float64 or uint8, got {dt}")
     if dt == np.uint8 and normalize:
