@@ -183,20 +183,24 @@ def test_interrupted_fit_keeps_the_optimizer_step_of_the_updates_made(epoch):
 # ------------------------------------------------------------------- determinism
 
 
+# (backend, threads, batch size): full batch too for numba, whose reductions differ there.
+FRESH_SETTINGS = [(b, t, "64") for b in BACKENDS for t in THREADS]
+FRESH_SETTINGS += [("numba", t, "full") for t in THREADS if "numba" in BACKENDS]
+
+
 @pytest.fixture(scope="module")
 def fresh_digests() -> dict[tuple[str, int, str], list[str]]:
     """Digests of the weights of the same fit in fresh processes, ``RUNS`` per setting."""
-    settings = [(b, t, "64") for b in BACKENDS for t in THREADS]
-    settings += [("numba", t, "full") for t in THREADS if "numba" in BACKENDS]
-    return {s: [run_python(FRESH, s[0], str(s[1]), s[2]) for _ in range(RUNS)] for s in settings}
+    return {
+        s: [run_python(FRESH, s[0], str(s[1]), s[2]) for _ in range(RUNS)] for s in FRESH_SETTINGS
+    }
 
 
-@pytest.mark.parametrize("threads", THREADS)
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("setting", FRESH_SETTINGS, ids=lambda s: "-".join(map(str, s)))
 def test_same_seed_backend_threads_give_identical_weights_in_fresh_processes(
-    fresh_digests, backend, threads
+    fresh_digests, setting
 ):
-    digests = fresh_digests[(backend, threads, "64")]
+    digests = fresh_digests[setting]
     assert len(set(digests)) == 1, digests
 
 
