@@ -302,18 +302,36 @@ class Sequential:
         to_onnx(self, path, output=output, opset=opset)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Sequential:
-        """Read a model written by :meth:`save` (any format version up to the current one)."""
-        saved = io.read(path)
+    def load(
+        cls, path: str | os.PathLike[str], *, max_bytes: int = io.DEFAULT_MAX_BYTES
+    ) -> Sequential:
+        """Read a model written by :meth:`save` (any format version up to the current one).
+
+        ``max_bytes`` bounds the total size of the arrays the file may declare (checked before
+        anything is decompressed); raise it for a larger model. See :func:`fastnn.io.read`.
+        """
+        saved = io.read(path, max_bytes=max_bytes)
         model = cls(saved.layers, seed=saved.seed, dtype=saved.dtype,
                     input_shape=saved.input_shape)  # fmt: skip
         saved.restore_into(model)
         return model
 
 
-def load(path: str | os.PathLike[str]) -> Sequential:
-    """Read a model written by ``Sequential.save``. See :mod:`fastnn.io` for the checks."""
-    return Sequential.load(path)
+def load(path: str | os.PathLike[str], *, max_bytes: int = io.DEFAULT_MAX_BYTES) -> Sequential:
+    """Read a model written by ``Sequential.save``. See :func:`fastnn.io.read` for the checks.
+
+    Parameters
+    ----------
+    path : str or path-like
+    max_bytes : int, default 2 GiB
+        Largest total size of the arrays the file may declare.
+
+    Returns
+    -------
+    Sequential
+        Same layers, weights, dtype and loss; ``optimizer`` restored with its state when saved.
+    """
+    return Sequential.load(path, max_bytes=max_bytes)
 
 
 def _declared_input(layer: Layer) -> tuple[int, ...] | None:
