@@ -105,3 +105,12 @@ def check_choice(kind: str, name: object, valid: dict) -> str:
         raise ValueError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(valid))}")
     return name.lower()
 
+
+
+def check_seed(name: str, seed: object) -> int:
+    """A seed for ``numpy.random.default_rng``: a non-negative integer (not a bool or float)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= 0 or None, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"{name} must be >= 0, got {seed!r}")
+    return int(seed)

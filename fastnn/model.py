@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _codes as C
 from . import io
-from ._validation import check_dtype, check_X
+from ._validation import check_dtype, check_seed, check_X
 from .backends import resolve_backend
 from .backends.workspace import make_slots
 from .history import History
@@ -66,7 +66,7 @@ class Sequential:
                     "(fastnn.Dense or another fastnn.layers.Layer)"
                 )
         self.layers = layers
-        self.seed = seed
+        self.seed = None if seed is None else check_seed("seed", seed)
         self.dtype = check_dtype(dtype)
         # Shuffling draws from its own stream, so the weights do not depend on fit's use of it.
         self._rng = np.random.default_rng(None if seed is None else [seed, 1])

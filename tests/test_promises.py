@@ -164,11 +164,6 @@ def test_keyboard_interrupt_leaves_a_usable_model(tmp_path, backend, where, opti
     assert all(np.isfinite(p).all() for p in loaded.parameters())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs fix in training.py: hand the optimizer state "
-    "and step back in a finally, so an interrupted fit resumes consistently",
-)
 @pytest.mark.parametrize("epoch", [0, 1])
 def test_interrupted_fit_keeps_the_optimizer_step_of_the_updates_made(epoch):
     X, y = make_blobs(600, 10, 4, seed=1, dtype="float32")
