@@ -20,7 +20,7 @@ def mnist_root() -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dask_client():
     """A Dask client of a LocalCluster started here: 2 worker processes x 1 thread, each
     running one fastnn trial at a time (the sweep's default cluster layout)."""

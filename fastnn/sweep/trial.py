@@ -261,10 +261,15 @@ def pin_threads(n: int) -> dict[str, Any]:
     threadpoolctl only limits the libraries already loaded, so SciPy's BLAS and every fastnn
     backend are loaded first: one loaded later would start with its own default.
     """
+    from threadpoolctl import threadpool_limits
+
     from ..backends import available_backends
     from ..threads import set_num_threads, thread_pools
 
     thread_pools(load_blas=True)
     available_backends()
     set_num_threads(n)
+    # set_num_threads limits OpenMP before the backends' setters run, and Numba's first
+    # set_num_threads launches its OpenMP pool, which resets OpenMP to all cores: limit again.
+    threadpool_limits(limits=n)
     return threads_seen()
