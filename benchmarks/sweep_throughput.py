@@ -153,8 +153,7 @@ def _markdown(r: dict) -> str:
         "",
         "| per-trial scheduling overhead | ms |",
         "|---|---|",
-        f"| trivial task round trip (submit -> result, one at a time) | "
-        f"{r['round_trip_ms']:.1f} |",
+        f"| trivial task round trip (submit -> result, one at a time) | {r['round_trip_ms']:.1f} |",
         f"| trivial trial through sweep(), 1 trial per task | {r['sweep_ms_per_trial_k1']:.1f} |",
         f"| trivial trial through sweep(), 10 trials per task | "
         f"{r['sweep_ms_per_trial_k10']:.1f} |",
