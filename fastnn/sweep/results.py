@@ -6,8 +6,9 @@ trial raised, ``error`` says what; "lost": its worker died or the cluster went a
 ``worker``, ``threads`` (the counts the trial saw, ``fastnn.sweep.trial.threads_seen``),
 ``error`` and, for finished trials, ``history`` (per-epoch loss, accuracy, seconds, lr).
 
-Files: ``PATH.json`` (rewritten atomically, at most once per ``flush_seconds`` and at the end,
-so a 10,000-trial sweep does not rewrite it 10,000 times), and beside it ``PATH.csv`` and
+Files: ``PATH.json`` (rewritten atomically when due and at the end: at most once per
+``flush_seconds``, and never more than a tenth of the time, so a 10,000-trial sweep does not
+rewrite a growing file 10,000 times), and beside it ``PATH.csv`` and
 ``PATH.md``, appended row by row (the markdown is rewritten best-first at the end). ``resume``
 reads the JSON back: rows "ok" and "failed" are kept and their configurations skipped (a
 failed trial fails again with the same config and seed); "lost" rows run again.
@@ -120,7 +121,8 @@ class SweepResults:
         Replace an existing file. Without ``resume`` or ``overwrite`` an existing file is an
         error, so a finished sweep is never thrown away by accident.
     flush_seconds : float, default 1.0
-        Least time between two rewrites of the JSON.
+        Least time between two rewrites of the JSON (and at least 10 times the last rewrite's
+        duration, so writing a large file takes at most a tenth of the time).
     """
 
     def __init__(
@@ -146,7 +148,7 @@ class SweepResults:
             elif not overwrite:
                 raise FileExistsError(f"{self.json_path} exists: resume continues that sweep, "
                                       "overwrite replaces it")  # fmt: skip
-        self._last_flush = 0.0
+        self._last_flush, self._flush_cost = 0.0, 0.0
         self._rewrite_all()
 
     def _resume(self) -> None:
@@ -176,7 +178,7 @@ class SweepResults:
             writer.writerows(flat_row(r) for r in rows)
         with open(self.md_path, "a", encoding="utf-8") as f:
             f.write("".join(self._md_line(r) + "\n" for r in rows))
-        if time.monotonic() - self._last_flush >= self.flush_seconds:
+        if time.monotonic() - self._last_flush >= max(self.flush_seconds, 10 * self._flush_cost):
             self.write_json()
         return rows
 
@@ -186,8 +188,10 @@ class SweepResults:
         record = {"format": FORMAT, "format_version": FORMAT_VERSION, "metric": self.metric,
                   "goal": METRICS[self.metric], "meta": self.meta, "best": self.best,
                   "rows": self.rows}  # fmt: skip
+        t0 = time.monotonic()
         write_atomic(self.json_path, json.dumps(_json_safe(record), indent=1))
         self._last_flush = time.monotonic()
+        self._flush_cost = self._last_flush - t0
 
     def close(self) -> None:
         """Final JSON, and the markdown rewritten best first."""

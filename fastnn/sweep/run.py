@@ -10,6 +10,7 @@ and only when the sweep runs on Dask.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -368,12 +369,15 @@ def _run(todo, k, data, options, store, best, progress, log) -> None:  # noqa: A
     bar = tqdm(total=len(todo), unit="trial", desc="sweep", disable=not progress)
     try:
         if chunks:
-            for rows, batch_best in _batches(chunks, data, options, log):
-                rows = store.add(rows)
-                best.offer(rows, batch_best)
-                bar.update(len(rows))
-                if best.value is not None:
-                    bar.set_postfix({best.metric: f"{best.value:.4f}"}, refresh=False)
+            # closing: an exception here (Ctrl-C) cancels the queued tasks and stops an own
+            # cluster now, not whenever the generator is collected.
+            with contextlib.closing(_batches(chunks, data, options, log)) as batches:
+                for rows, batch_best in batches:
+                    rows = store.add(rows)
+                    best.offer(rows, batch_best)
+                    bar.update(len(rows))
+                    if best.value is not None:
+                        bar.set_postfix({best.metric: f"{best.value:.4f}"}, refresh=False)
     finally:
         bar.close()
         store.close()
