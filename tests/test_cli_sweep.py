@@ -53,6 +53,8 @@ def test_grid_in_process_writes_results_saves_the_best_and_resumes(dataset, tmp_
     assert code == 2 and "exists" in err  # never clobbered by accident
     code, out, _ = sweep(capsys, dataset, tmp_path, *args, "--resume")
     assert code == 0 and "4 in the sweep, 4 already done" in out
+    assert f"best: trial {best['trial']}" in out
+    assert "test accuracy of the best model" in out  # read back from best.npz
 
 
 def test_random_search_on_an_existing_cluster(dask_client, dataset, tmp_path, capsys):

@@ -14,12 +14,14 @@ run here one after another, and the sweep says so. See ``docs/sweeps.md``.
 
 from __future__ import annotations
 
+from .cluster import cores, default_cluster
 from .results import SweepResults
-from .run import SweepResult, SweepWarning, cores, default_cluster, model_from, sweep
+from .run import SweepResult, model_from, sweep
 from .space import BASE, KEYS, LogUniform, Uniform, config_key, grid, parse_assignment, sample
 from .trial import (
     METRICS,
     SweepData,
+    SweepWarning,
     TrialOutcome,
     metric_name,
     run_trials,

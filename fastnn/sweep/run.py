@@ -4,8 +4,8 @@ Design: the data is scattered to every worker once; trials go out in tasks of
 ``trials_per_task`` (one task, one scheduling round trip); ``as_completed`` hands back each task
 as it finishes, so its rows reach the files at once and a new best model is saved at once.
 Ctrl-C cancels what is still queued and keeps every finished row; a task whose worker died
-comes back as "lost" rows, which ``resume`` runs again. ``distributed`` is imported only here,
-and only when the sweep runs on Dask.
+comes back as "lost" rows, which ``resume`` runs again. The Dask side is ``cluster.py``;
+``distributed`` is imported only when the sweep runs on Dask.
 """
 
 from __future__ import annotations
@@ -19,143 +19,24 @@ from pathlib import Path
 from typing import Any
 
 from . import trial as _trial
+from .cluster import NEEDS, Batch, dask_batches, positive
 from .results import SweepResults
 from .space import config_key, grid, sample
-from .trial import METRICS, SweepData, TrialOutcome, is_better, metric_name, run_trials
-
-_NEEDS = "a sweep on Dask needs dask.distributed: pip install 'fastnn[dask]'"
-Batch = tuple[list[dict[str, Any]], Any]
-
-
-class SweepWarning(UserWarning):
-    """The sweep runs differently than asked (no Dask; threads not as pinned; too many workers)."""
-
-
-def cores() -> int:
-    """CPUs this process may run on (the affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def default_cluster(n_workers: int | None = None, threads_per_worker: int = 1, **kwargs: Any):  # noqa: ANN201
-    """A ``LocalCluster`` of worker processes with ``n_workers * threads_per_worker <= cores``.
-
-    Each worker runs one trial at a time (worker resource ``fastnn_trial=1``) on
-    ``threads_per_worker`` threads: fastnn, BLAS and OpenMP are pinned to that count by the
-    sweep's worker plugin, and the OpenMP/BLAS environment variables say the same from the
-    start of the process.
-
-    Parameters
-    ----------
-    n_workers : int, optional
-        Default: ``cores() // threads_per_worker``.
-    threads_per_worker : int, default 1
-    **kwargs
-        Passed to ``distributed.LocalCluster`` (the dashboard, when Bokeh is installed, is on a
-        free port by default: ``dashboard_address=":0"``).
-
-    Returns
-    -------
-    distributed.LocalCluster
-    """
-    try:
-        from distributed import LocalCluster
-    except ImportError as exc:
-        raise ImportError(_NEEDS) from exc
-    from ._plugin import RESOURCE
-
-    t = _positive("threads_per_worker", threads_per_worker)
-    w = _positive("n_workers", n_workers) if n_workers is not None else max(1, cores() // t)
-    if w * t > cores():
-        warnings.warn(f"{w} workers x {t} threads is more than the {cores()} cores: trials "
-                      "will compete for them", SweepWarning, stacklevel=2)  # fmt: skip
-    env = {name: str(t) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-    options = {"processes": True, "n_workers": w, "threads_per_worker": t, "env": env,
-               "resources": {RESOURCE: 1}, "dashboard_address": ":0"}  # fmt: skip
-    return LocalCluster(**(options | kwargs))
-
-
-def _positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
-def _lost_rows(chunk: Sequence[tuple[int, dict]], exc: BaseException) -> list[dict[str, Any]]:
-    error = f"{type(exc).__name__}: {exc}"
-    return [{"trial": i, "status": "lost", "config": dict(c), "metrics": {}, "epochs": 0,
-             "error": error, "seconds": None, "worker": None, "threads": {}}
-            for i, c in chunk]  # fmt: skip
-
-
-def _connect(options: dict, owned: list):  # noqa: ANN202
-    """The client of the sweep: the caller's, one to ``scheduler``, or a default cluster's."""
-    from distributed import Client
-
-    if options["client"] is not None:
-        return options["client"]
-    target = options["scheduler"]
-    target = target or default_cluster(options["n_workers"], options["threads_per_worker"])
-    if not isinstance(target, str):
-        owned.append(target)
-    client = Client(target)
-    owned.insert(0, client)  # closed before its cluster
-    return client
-
-
-def _prepare(client, log: Callable) -> dict | None:  # noqa: ANN001
-    """Pin every worker's threads; the task resources to ask for (None: the workers set none)."""
-    from importlib.util import find_spec
-
-    from ._plugin import RESOURCE, PinThreads
-
-    client.register_plugin(PinThreads())
-    workers = client.scheduler_info()["workers"].values()
-    capped = bool(workers) and all(RESOURCE in w.get("resources", {}) for w in workers)
-    link = getattr(client, "dashboard_link", None) if find_spec("bokeh") else None
-    where = f"scheduler {client.scheduler.address}" + (f", dashboard {link}" if link else "")
-    log(f"on Dask: {len(workers)} workers, {sum(w['nthreads'] for w in workers)} threads "
-        f"({where})")  # fmt: skip
-    return {RESOURCE: 1} if capped else None
-
-
-def _dask_batches(chunks: list, data: SweepData, options: dict, log: Callable) -> Iterator[Batch]:
-    """Run the chunks as Dask tasks; yield each one's result as it finishes."""
-    try:
-        from distributed import as_completed
-    except ImportError as exc:
-        raise ImportError(_NEEDS) from exc
-    client, owned, pending = None, [], {}
-    try:
-        client = _connect(options, owned)
-        resources = _prepare(client, log)
-        data_future = client.scatter(data, broadcast=True, hash=False)
-        for chunk in chunks:
-            future = client.submit(run_trials, chunk, data_future, options["metric"],
-                                   options["backend"], options["trial"], pure=False,
-                                   resources=resources)  # fmt: skip
-            pending[future] = chunk
-        for future in as_completed(list(pending)):
-            chunk = pending.pop(future)
-            try:
-                result = future.result()
-            except Exception as exc:  # noqa: BLE001 - a dead worker, a lost scheduler
-                result = (_lost_rows(chunk, exc), None)
-            future.release()
-            yield result
-    finally:
-        if pending and client is not None:
-            client.cancel(list(pending))
-        for resource in owned:
-            resource.close()
+from .trial import (
+    METRICS,
+    SweepData,
+    SweepWarning,
+    TrialOutcome,
+    is_better,
+    metric_name,
+    run_trials,
+)
 
 
 def _local_batches(chunks: list, data: SweepData, options: dict, log: Callable) -> Iterator[Batch]:
     threads = options["threads"]
     if threads is not None:
-        _trial.pin_threads(_positive("threads", threads))
+        _trial.pin_threads(positive("threads", threads))
     from ..threads import get_num_threads
 
     log(f"in this process, one after another ({get_num_threads()} threads)")
@@ -170,13 +51,13 @@ def _batches(chunks: list, data: SweepData, options: dict, log: Callable) -> Ite
         import distributed  # noqa: F401
     except ImportError as exc:
         if options["client"] is not None or options["scheduler"]:
-            raise ImportError(_NEEDS) from exc
+            raise ImportError(NEEDS) from exc
         n = sum(len(c) for c in chunks)
         message = (f"dask is not installed (pip install 'fastnn[dask]'): running the {n} trials "
                    "one after another in this process")  # fmt: skip
         warnings.warn(message, SweepWarning, stacklevel=4)
         return _local_batches(chunks, data, options, log)
-    return _dask_batches(chunks, data, options, log)
+    return dask_batches(chunks, data, options, log)
 
 
 def model_from(config: Mapping[str, Any], weights: Sequence, data: SweepData):  # noqa: ANN201
@@ -200,8 +81,11 @@ class _Best:
         self.row, self.value = None, None
         for row in store.rows:  # the rows of a resumed sweep
             self._consider(row)
-        if self.row is not None and store.best and store.best.get("trial") != self.row["trial"]:
-            store.best = None  # the earlier file's best is not the best of its rows any more
+        earlier = (store.best or {}).get("config")
+        if earlier is not None and (
+            self.row is None or config_key(earlier) != config_key(self.row["config"])
+        ):
+            store.best = None  # the earlier file's best is not among the rows kept
 
     def _consider(self, row: dict[str, Any]) -> bool:
         value = (row.get("metrics") or {}).get(self.metric)
@@ -316,13 +200,20 @@ def sweep(
     seed : int, default 0
         Seed of the random draws.
     client : distributed.Client, optional
-        An existing cluster's client. ``scheduler`` (an address) connects to one. Neither:
-        a ``default_cluster(n_workers, threads_per_worker)`` for this sweep.
+        An existing cluster's client.
+    scheduler : str, optional
+        Address of an existing cluster's scheduler (``"tcp://host:8786"``).
+    n_workers, threads_per_worker : int, optional
+        Without ``client`` or ``scheduler``: the ``default_cluster`` started (and closed) for
+        this sweep, default ``cores()`` workers of 1 thread.
     trials_per_task : int, default 1
         Trials sent to a worker in one task: more amortises the scheduling of short trials.
     in_process : bool, default False
         Run the trials here, one after another (also the fallback without Dask, with a
-        ``SweepWarning``), with ``threads`` threads (default: as set).
+        ``SweepWarning``).
+    threads : int, optional
+        Threads of an in-process run: ``fastnn.set_num_threads(threads)`` for this process
+        (it stays set). Default: as set.
     backend : str, optional
         fastnn backend of every trial.
     trial : callable, optional
@@ -345,7 +236,7 @@ def sweep(
     metric = metric_name(metric)
     if resume and results is None:
         raise ValueError("resume needs the results file of the sweep to continue")
-    k = _positive("trials_per_task", trials_per_task)
+    k = positive("trials_per_task", trials_per_task)
     configs = grid(space, base) if n_trials is None else sample(space, n_trials, base, seed)
     meta = {"space": {key: repr(v) for key, v in space.items()}, "n_configs": len(configs),
             "n_trials": n_trials, "seed": seed, "data": data.describe()}  # fmt: skip
@@ -359,7 +250,7 @@ def sweep(
                "threads": threads, "metric": metric, "backend": backend,
                "trial": trial}  # fmt: skip
     _run(todo, k, data, options, store, best, progress, log or (lambda _: None))
-    return _result(store, best, len(configs), len(configs) - len(todo), save)
+    return _result(store, best, len(configs), len(configs) - len(todo))
 
 
 def _run(todo, k, data, options, store, best, progress, log) -> None:  # noqa: ANN001
@@ -387,7 +278,7 @@ def _run(todo, k, data, options, store, best, progress, log) -> None:  # noqa: A
                       f"setting, e.g. {off[0]['threads']}", SweepWarning, stacklevel=3)  # fmt: skip
 
 
-def _result(store: SweepResults, best: _Best, n_configs: int, n_skipped: int, save) -> SweepResult:  # noqa: ANN001
+def _result(store: SweepResults, best: _Best, n_configs: int, n_skipped: int) -> SweepResult:
     model = best.model
     saved = (store.best or {}).get("saved")
     if model is None and saved and Path(saved).is_file():

@@ -23,6 +23,11 @@ import numpy as np
 from ..errors import TrainingDivergedError
 from .space import complete
 
+
+class SweepWarning(UserWarning):
+    """The sweep runs differently than asked (no Dask; threads not as pinned; too many workers)."""
+
+
 #: Metrics of a trial and whether larger is better ("max") or smaller ("min").
 METRICS: dict[str, str] = {
     "val_accuracy": "max",  # on the validation data
