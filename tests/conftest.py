@@ -18,3 +18,18 @@ def mnist_root() -> Path:
     if not root.is_dir():
         pytest.skip(f"real MNIST needed: FASTNN_DATA is set but {root} is not a directory")
     return root
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A Dask client of a LocalCluster started here: 2 worker processes x 1 thread, each
+    running one fastnn trial at a time (the sweep's default cluster layout)."""
+    distributed = pytest.importorskip("distributed", reason="needs dask: pip install fastnn[dask]")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, resources={"fastnn_trial": 1},
+        dashboard_address=":0",
+    )  # fmt: skip
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
