@@ -73,6 +73,8 @@ MNIST_99: dict[str, Any] = {
 }
 
 SCHEDULES = ("none", "step", "exponential", "cosine", "onecycle")
+#: The optimizers a recipe's ``optimizer`` names.
+OPTIMIZERS = ("sgd", "momentum", "adam")
 #: The network kinds a recipe's ``model`` names.
 MODELS = ("mlp", "cnn")
 
@@ -152,6 +154,10 @@ def build(
     model = Sequential(layers, seed=recipe.get("seed"), dtype=recipe.get("dtype", "float32"),
                        input_shape=input_shape)  # fmt: skip
     wd = recipe.get("weight_decay", 0.0)
+    if recipe["optimizer"] not in OPTIMIZERS:
+        raise ValueError(
+            f"unknown optimizer {recipe['optimizer']!r}; valid: {', '.join(OPTIMIZERS)}"
+        )
     if recipe["optimizer"] == "adam":
         opt = Adam(lr=recipe["lr"], betas=tuple(recipe.get("betas", (0.9, 0.999))),
                    weight_decay=wd)  # fmt: skip
