@@ -73,8 +73,6 @@ MNIST_99: dict[str, Any] = {
 }
 
 SCHEDULES = ("none", "step", "exponential", "cosine", "onecycle")
-#: The optimizers a recipe's ``optimizer`` names.
-OPTIMIZERS = ("sgd", "momentum", "adam")
 #: The network kinds a recipe's ``model`` names.
 MODELS = ("mlp", "cnn")
 
@@ -146,7 +144,7 @@ def build(
     """
     from . import schedules
     from .model import Sequential
-    from .optimizers import SGD, Adam
+    from .optimizers import OPTIMIZERS, SGD, Adam
 
     if input_shape is None:
         input_shape = (1, 28, 28) if recipe.get("model") == "cnn" else (n_features,)
