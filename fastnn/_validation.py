@@ -51,11 +51,29 @@ def check_X(
         raise ValueError(
             f"{name} has samples of shape {arr.shape[1:]}, the model expects {tuple(shape)}"
         )
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
-    return arr
+    with np.errstate(over="ignore"):  # a value beyond float32's range is reported below
+        converted = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(converted).all():
+        _raise_not_finite(arr, converted, name)
+    return converted
+
+
+def _raise_not_finite(arr: np.ndarray, converted: np.ndarray, name: str) -> None:
+    """Say whether the input held NaN/inf or finite values too large for the model dtype.
+
+    Runs only on failure, so a valid ``X`` pays for one ``isfinite`` pass, not two.
+    """
+    original_bad = int(np.count_nonzero(~np.isfinite(arr))) if arr.dtype.kind == "f" else 0
+    if original_bad:
+        raise ValueError(f"{name} contains {original_bad} NaN or infinite value(s)")
+    bad = ~np.isfinite(converted)
+    largest = float(np.max(np.abs(arr[bad])))
+    limit = float(np.finfo(converted.dtype).max)
+    raise ValueError(
+        f"{name} contains {int(np.count_nonzero(bad))} value(s) out of {converted.dtype} range "
+        f"(largest magnitude {largest:.3g}, {converted.dtype} holds up to {limit:.3g}); "
+        "rescale the data or use dtype='float64'"
+    )
 
 
 def check_positive(name: str, value: object, integer: bool = False, allow_zero: bool = False):
@@ -71,6 +89,16 @@ def check_positive(name: str, value: object, integer: bool = False, allow_zero: 
     return int(value) if integer else float(value)
 
 
+def check_bool(name: str, value: object) -> bool:
+    """``value`` if it is a bool (Python or NumPy), else a TypeError naming ``name``.
+
+    Strings are refused rather than judged by truthiness: ``shuffle="no"`` would be true.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
 def check_choice(kind: str, name: object, valid: dict) -> str:
     """``name`` lower-cased if it is one of ``valid``, else a ValueError listing them."""
     if not isinstance(name, str) or name.lower() not in valid:
@@ -78,9 +106,11 @@ def check_choice(kind: str, name: object, valid: dict) -> str:
     return name.lower()
 
 
-def check_bool(name: str, value: object) -> bool:
-    """``value`` as a bool if it is one (NumPy's included), else a TypeError: ``"no"`` is
-    neither True nor False."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
+
+def check_seed(name: str, seed: object) -> int:
+    """A seed for ``numpy.random.default_rng``: a non-negative integer (not a bool or float)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= 0 or None, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"{name} must be >= 0, got {seed!r}")
+    return int(seed)

@@ -1,4 +1,4 @@
-"""The ``fastnn`` command: ``fastnn bench``, ``fastnn train``, ``fastnn info``, ``fastnn export``.
+"""The ``fastnn`` command: ``fastnn bench``, ``train``, ``info``, ``export``, ``sweep``.
 
 Each subcommand lives in its own module and is imported only when used, so ``fastnn info``
 does not pay for loading the benchmark's peers.
@@ -14,6 +14,7 @@ COMMANDS = {
     "train": ("fastnn.cli_train", "train an MLP on MNIST (or an .npz) and watch it learn"),
     "info": ("fastnn.cli_info", "version, backends, threads, BLAS and CPU"),
     "export": ("fastnn.cli_export", "write a saved model (.npz) as an ONNX file"),
+    "sweep": ("fastnn.cli_sweep", "hyper-parameter search over recipe keys, on Dask or here"),
 }
 
 

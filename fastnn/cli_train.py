@@ -16,6 +16,7 @@ import math
 import sys
 import time
 import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -191,6 +192,8 @@ def load_data(spec: str, dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if not path.is_file():
         raise ValueError(f"--dataset: no such file {spec!r} (give 'mnist' or an .npz path)")
     keys = ("X_train", "y_train", "X_test", "y_test")
+    if not zipfile.is_zipfile(path):  # np.load would call it "pickled data"
+        raise ValueError(f"--dataset {spec}: not an .npz archive (not a zip file)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in keys if k not in npz.files]

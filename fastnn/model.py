@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _codes as C
 from . import io
-from ._validation import check_dtype, check_X
+from ._validation import check_dtype, check_seed, check_X
 from .backends import resolve_backend
 from .backends.workspace import make_slots
 from .history import History
@@ -66,7 +66,7 @@ class Sequential:
                     "(fastnn.Dense or another fastnn.layers.Layer)"
                 )
         self.layers = layers
-        self.seed = seed
+        self.seed = None if seed is None else check_seed("seed", seed)
         self.dtype = check_dtype(dtype)
         # Shuffling draws from its own stream, so the weights do not depend on fit's use of it.
         self._rng = np.random.default_rng(None if seed is None else [seed, 1])
@@ -302,18 +302,36 @@ class Sequential:
         to_onnx(self, path, output=output, opset=opset)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Sequential:
-        """Read a model written by :meth:`save` (any format version up to the current one)."""
-        saved = io.read(path)
+    def load(
+        cls, path: str | os.PathLike[str], *, max_bytes: int = io.DEFAULT_MAX_BYTES
+    ) -> Sequential:
+        """Read a model written by :meth:`save` (any format version up to the current one).
+
+        ``max_bytes`` bounds the total size of the arrays the file may declare (checked before
+        anything is decompressed); raise it for a larger model. See :func:`fastnn.io.read`.
+        """
+        saved = io.read(path, max_bytes=max_bytes)
         model = cls(saved.layers, seed=saved.seed, dtype=saved.dtype,
                     input_shape=saved.input_shape)  # fmt: skip
         saved.restore_into(model)
         return model
 
 
-def load(path: str | os.PathLike[str]) -> Sequential:
-    """Read a model written by ``Sequential.save``. See :mod:`fastnn.io` for the checks."""
-    return Sequential.load(path)
+def load(path: str | os.PathLike[str], *, max_bytes: int = io.DEFAULT_MAX_BYTES) -> Sequential:
+    """Read a model written by ``Sequential.save``. See :func:`fastnn.io.read` for the checks.
+
+    Parameters
+    ----------
+    path : str or path-like
+    max_bytes : int, default 2 GiB
+        Largest total size of the arrays the file may declare.
+
+    Returns
+    -------
+    Sequential
+        Same layers, weights, dtype and loss; ``optimizer`` restored with its state when saved.
+    """
+    return Sequential.load(path, max_bytes=max_bytes)
 
 
 def _declared_input(layer: Layer) -> tuple[int, ...] | None:

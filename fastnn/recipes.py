@@ -144,7 +144,7 @@ def build(
     """
     from . import schedules
     from .model import Sequential
-    from .optimizers import SGD, Adam
+    from .optimizers import OPTIMIZERS, SGD, Adam
 
     if input_shape is None:
         input_shape = (1, 28, 28) if recipe.get("model") == "cnn" else (n_features,)
@@ -152,6 +152,10 @@ def build(
     model = Sequential(layers, seed=recipe.get("seed"), dtype=recipe.get("dtype", "float32"),
                        input_shape=input_shape)  # fmt: skip
     wd = recipe.get("weight_decay", 0.0)
+    if recipe["optimizer"] not in OPTIMIZERS:
+        raise ValueError(
+            f"unknown optimizer {recipe['optimizer']!r}; valid: {', '.join(OPTIMIZERS)}"
+        )
     if recipe["optimizer"] == "adam":
         opt = Adam(lr=recipe["lr"], betas=tuple(recipe.get("betas", (0.9, 0.999))),
                    weight_decay=wd)  # fmt: skip

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._codes import H_LR
-from ._validation import check_bool, check_positive, check_X
+from ._validation import check_bool, check_positive, check_seed, check_X
 from .backends import eager, resolve_backend
 from .backends.workspace import Workspace
 from .callbacks import Callback, ProgressBar
@@ -141,6 +141,22 @@ def fit(
         The loss became NaN or infinite; the model keeps the weights of the last good epoch.
     """
     epochs = check_positive("epochs", epochs, integer=True, allow_zero=True)
+    check_bool("diagnostics", diagnostics)
+    if seed is not None:
+        check_seed("seed", seed)
+    if validation_data is not None and (
+        not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2
+    ):
+        raise ValueError(
+            "validation_data must be a pair (X_val, y_val), got "
+            f"{type(validation_data).__name__}"
+        )
+    for cb in callbacks or []:
+        # A Callback, or any object with its hooks (duck typing, as fit calls nothing else).
+        if not isinstance(cb, Callback) and not callable(getattr(cb, "set_context", None)):
+            raise TypeError(
+                f"callbacks must be fastnn.Callback instances, got {type(cb).__name__}"
+            )
     run = _prepare(
         model, X, y, loss=loss, optimizer=optimizer, batch_size=batch_size,
         shuffle=check_bool("shuffle", shuffle), seed=seed, validation_data=validation_data,
@@ -148,18 +164,22 @@ def fit(
         track_accuracy=check_bool("track_accuracy", track_accuracy),
     )  # fmt: skip
     _begin(run, epochs, verbose, callbacks)
-    for epoch in range(epochs):
-        for cb in run.callbacks:
-            cb.on_epoch_begin(epoch)
-        run.ws.hyper[:] = run.opt.hyper()  # a schedule may have changed the learning rate
-        snapshot = [a.copy() for a in (*model.parameters(), *run.ws.state_arrays())]
-        step_before = run.ws.step
-        done, seconds, eval_seconds = _run_epoch(run, epoch)
-        _roll_back_if_diverged(run, epoch, done, snapshot, step_before)
-        _record_epoch(run, epoch, seconds, eval_seconds)
-        if model.stop_training:
-            break
-    _keep_state(run.opt, run.ws)
+    try:
+        for epoch in range(epochs):
+            for cb in run.callbacks:
+                cb.on_epoch_begin(epoch)
+            run.ws.hyper[:] = run.opt.hyper()  # a schedule may have changed the learning rate
+            snapshot = [a.copy() for a in (*model.parameters(), *run.ws.state_arrays())]
+            step_before = run.ws.step
+            done, seconds, eval_seconds = _run_epoch(run, epoch)
+            _roll_back_if_diverged(run, epoch, done, snapshot, step_before)
+            _record_epoch(run, epoch, seconds, eval_seconds)
+            if model.stop_training:
+                break
+    finally:
+        # Also after an interrupt: the optimizer holds the state of the updates made, so a
+        # later fit (or a save) resumes exactly where this one stopped.
+        _keep_state(run.opt, run.ws)
     for cb in run.callbacks:
         cb.on_train_end()
     return run.history

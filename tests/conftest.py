@@ -83,3 +83,18 @@ def scale_layer():
     register_layer(Scale)
     yield Scale
     del LAYERS[Scale.kind]
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A Dask client of a LocalCluster started here: 2 worker processes x 1 thread, each
+    running one fastnn trial at a time (the sweep's default cluster layout)."""
+    distributed = pytest.importorskip("distributed", reason="needs dask: pip install fastnn[dask]")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, resources={"fastnn_trial": 1},
+        dashboard_address=":0",
+    )  # fmt: skip
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()

@@ -288,7 +288,7 @@ def test_other_files_are_rejected_with_a_clear_message(tmp_path):
     expected = {
         "array.npy": ".npy",
         "plain.npz": "not a fastnn model",
-        "text.npz": "not a readable",
+        "text.npz": "not a zip archive",
         "badjson.npz": "JSON",
     }
     for name, words in expected.items():

@@ -120,3 +120,31 @@ def test_inputs_are_converted(data):
     np.testing.assert_array_equal(check_X(wide[:, ::2], 4, np.dtype(np.float32)), X)
     for a, b in zip(trained_from(X, y.tolist()), trained_from(X, y), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("value", [True, False, np.bool_(True), np.bool_(False)])
+def test_check_bool_accepts_bools(value):
+    from fastnn._validation import check_bool
+
+    assert check_bool("shuffle", value) is bool(value)
+
+
+@pytest.mark.parametrize("value", ["no", "False", 0, 1, None, 1.0, [True]])
+def test_check_bool_refuses_everything_else(value):
+    from fastnn._validation import check_bool
+
+    with pytest.raises(TypeError, match=r"shuffle must be True or False, got"):
+        check_bool("shuffle", value)
+
+
+def test_finite_values_beyond_float32_are_not_called_infinite(model, data):
+    X = data[0].astype(np.float64)
+    X[2, 1], X[5, 3] = 1e39, -3e40
+    with pytest.raises(ValueError, match=r"2 value\(s\) out of float32 range .* 3e\+40"):
+        model.fit(X, data[1])
+    X[7, 0] = np.inf  # a true infinity is still called one
+    with pytest.raises(ValueError, match="1 NaN or infinite"):
+        model.fit(X, data[1])
+    model64 = fastnn.Sequential([fastnn.Dense(4, 3)], seed=0, dtype="float64")
+    X[7, 0] = 0.0
+    assert np.isfinite(model64.predict_proba(X)).all()  # float64 holds them
