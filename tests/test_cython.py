@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fastnn.backends._workspace import Workspace
 
 from fastnn import _codes as C
 from fastnn.backends import numpy as ref
+from fastnn.backends._workspace import Workspace
 
 cy = pytest.importorskip("fastnn.backends.cython", reason="Cython extension not built")
 

@@ -12,11 +12,10 @@ import pytest
 
 pytest.importorskip("numba")
 
-from fastnn.backends._workspace import Workspace  # noqa: E402
-
 from fastnn import _codes as C  # noqa: E402
 from fastnn.backends import _jit, _numba_dense, _numba_sparse  # noqa: E402
 from fastnn.backends import numba as nb  # noqa: E402
+from fastnn.backends._workspace import Workspace  # noqa: E402
 
 
 def _sparse_batch(rng, n, d, zeros, dtype=np.float64):
