@@ -1,21 +1,28 @@
-"""The one place that sets Numba's JIT flags for every fastnn kernel.
+"""The one place that sets Numba's JIT flags and the on-disk cache of every fastnn kernel.
 
 Design:
 
 A. ``fastmath`` is a *set of fine flags*, never ``True``: ``True`` includes "nnan" and "ninf",
    which let LLVM assume no NaN/inf exists and compile away the non-finite-loss check that
    stops an epoch. Reassociation and contraction (FMA) are what the loops need to vectorize.
-B. ``cache=True`` so a second process loads machine code from ``__pycache__`` instead of
-   recompiling (cold compile of one epoch specialization takes ~15 s on the project machine).
-   Numba checks a cached function only against its own file, yet a kernel inlines code and
-   constants from other files (``_codes``, the other ``_numba_*`` modules): editing those
-   would silently keep stale machine code. :class:`_FastnnCacheLocator` therefore stamps
-   every fastnn cache entry with a hash of all those files.
-C. ``error_model="numpy"``: float division by zero gives inf/NaN like NumPy (the loss check
+B. Compiled code is cached on disk (:data:`CACHE`), so a second process loads machine code
+   instead of recompiling (a cold compile of one epoch specialization takes ~15 s on the
+   project machine). Numba stamps a cache entry with its own file only, yet a kernel inlines
+   code and constants from other files (``fastnn/_codes.py``, the other modules of this
+   package): editing those would silently keep stale machine code. :func:`kernel` therefore
+   gives every fastnn kernel a cache (:class:`_StampedCache`) whose entries carry a hash of all
+   those files (:func:`sources_stamp`) *wherever* the cache lives: the package's
+   ``__pycache__``, ``NUMBA_CACHE_DIR`` or the user-wide cache (Numba picks the directory as
+   usual). Numba's own locator list is not touched, so other Numba code in the process keeps
+   Numba's behaviour.
+C. With nothing writable for a cache (read-only install, read-only ``NUMBA_CACHE_DIR`` and
+   home), the kernels run uncached: slower to start, same results, and one warning per process
+   says so (``@njit(cache=True)`` would raise at import instead).
+D. ``error_model="numpy"``: float division by zero gives inf/NaN like NumPy (the loss check
    sees it) instead of a Python ZeroDivisionError, and the division needs no branch.
-D. No ``inline="always"``: Numba-level inlining of a helper that takes arrays adds atomic
+E. No ``inline="always"``: Numba-level inlining of a helper that takes arrays adds atomic
    reference counting at every call site; hot loops are written out instead.
-E. ``parallel`` is off: no ``prange`` anywhere. The only multi-threaded work is BLAS (scipy's
+F. ``parallel`` is off: no ``prange`` anywhere. The only multi-threaded work is BLAS (scipy's
    OpenBLAS, reached through ``np.dot``). An OpenMP ``prange`` next to BLAS calls leaves spinning
    OpenMP workers that starve the BLAS threads (DESIGN.md measured 25x slower at batch 128);
    the sparse first-layer loops, the only place where ``prange`` could help, are already
@@ -26,76 +33,87 @@ E. ``parallel`` is off: no ``prange`` anywhere. The only multi-threaded work is 
 from __future__ import annotations
 
 import hashlib
-import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numba
+from numba.core.caching import FunctionCache, IndexDataCacheFile
+from numba.core.dispatcher import Dispatcher
 
 FASTMATH: frozenset[str] = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
+#: Compile options of every kernel (the disk cache is attached by :func:`kernel`, Design B).
 JIT_OPTIONS: dict[str, Any] = {
-    "cache": True,
     "fastmath": set(FASTMATH),
     "error_model": "numpy",
     "nogil": True,
 }
+#: Cache compiled kernels on disk (Design B); False only compiles in memory.
+CACHE = True
 
-
-_BACKENDS = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parent
+CODES = PACKAGE.parent.parent / "_codes.py"
 _stamp: str | None = None
+_uncached: list[str] = []  # why caching is off in this process (Design C), once
+
+
+def stamped_files() -> list[Path]:
+    """Every file a fastnn kernel's machine code can depend on: this package and the codes."""
+    return sorted(PACKAGE.glob("*.py")) + [CODES]
 
 
 def sources_stamp() -> str:
-    """Hash of every source file a fastnn kernel can depend on (computed once)."""
+    """Hash of :func:`stamped_files` (computed once per process)."""
     global _stamp
     if _stamp is None:
-        files = sorted(_BACKENDS.glob("_numba_*.py")) + [_BACKENDS / "_jit.py"]
-        files.append(_BACKENDS.parent / "_codes.py")
         digest = hashlib.sha256()
-        for path in files:
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        for path in stamped_files():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
         _stamp = digest.hexdigest()
     return _stamp
 
 
-def _install_cache_locator() -> type | None:
-    """Put :class:`_FastnnCacheLocator` before Numba's in-tree locator (Design B).
+class _StampedCache(FunctionCache):
+    """Numba's per-function disk cache, its entries stamped with :func:`sources_stamp` too.
 
-    Uses Numba's cache internals; if they change, caching silently falls back to Numba's
-    own per-file stamps.
+    An index whose stamp differs (any stamped file changed) is discarded and overwritten, as
+    Numba does when the function's own file changes.
     """
-    try:
-        from numba.core import caching
-    except ImportError:  # pragma: no cover - other Numba versions
-        return None
-    # Public names in recent Numba, underscored in older releases.
-    base = getattr(caching, "InTreeCacheLocator", getattr(caching, "_InTreeCacheLocator", None))
-    impl = getattr(caching, "CacheImpl", getattr(caching, "_CacheImpl", None))
-    classes = getattr(impl, "_locator_classes", None)
-    if base is None or not isinstance(classes, list):  # pragma: no cover
-        return None
 
-    class _FastnnCacheLocator(base):
-        def get_source_stamp(self):  # noqa: ANN202
-            return (super().get_source_stamp(), sources_stamp())
-
-        @classmethod
-        def from_function(cls, py_func, py_file):  # noqa: ANN001, ANN206
-            if Path(os.path.abspath(py_file)).parent != _BACKENDS:
-                return None
-            return super().from_function(py_func, py_file)
-
-    if not any(c.__name__ == "_FastnnCacheLocator" for c in classes):
-        position = classes.index(base) if base in classes else 0
-        classes.insert(position, _FastnnCacheLocator)
-    return _FastnnCacheLocator
+    def __init__(self, py_func: Callable) -> None:
+        super().__init__(py_func)  # picks the directory (raises RuntimeError if none is usable)
+        self._cache_file = IndexDataCacheFile(
+            cache_path=self._cache_path,
+            filename_base=self._impl.filename_base,
+            source_stamp=(self._impl.locator.get_source_stamp(), sources_stamp()),
+        )
 
 
-_install_cache_locator()
+def _run_uncached(name: str, reason: BaseException) -> None:
+    if not _uncached:
+        _uncached.append(f"{name}: {reason}")
+        warnings.warn(
+            "fastnn's numba kernels run uncached (compiled again in every process, results "
+            f"unchanged): no writable cache directory ({reason}). Set NUMBA_CACHE_DIR to a "
+            "writable directory to cache them.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def uncached_reason() -> str | None:
+    """Why this process compiles without a disk cache, or None when caching works."""
+    return _uncached[0] if _uncached else None
 
 
 def kernel(func: Callable) -> Callable:
-    """Compile ``func`` with fastnn's JIT flags (lazily, on the first call)."""
-    return numba.njit(**JIT_OPTIONS)(func)
+    """Compile ``func`` with fastnn's JIT flags (lazily, on the first call) and disk cache."""
+    dispatcher = numba.njit(**JIT_OPTIONS)(func)
+    if CACHE and isinstance(dispatcher, Dispatcher):  # not under NUMBA_DISABLE_JIT=1
+        try:
+            dispatcher._cache = _StampedCache(func)
+        except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+            _run_uncached(func.__qualname__, exc)
+    return dispatcher
