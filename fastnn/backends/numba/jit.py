@@ -6,15 +6,15 @@ A. ``fastmath`` is a *set of fine flags*, never ``True``: ``True`` includes "nna
    which let LLVM assume no NaN/inf exists and compile away the non-finite-loss check that
    stops an epoch. Reassociation and contraction (FMA) are what the loops need to vectorize.
 B. Compiled code is cached on disk (:data:`CACHE`), so a second process loads machine code
-   instead of recompiling (a cold compile of one epoch specialization takes ~15 s on the
-   project machine). Numba stamps a cache entry with its own file only, yet a kernel inlines
-   code and constants from other files (``fastnn/_codes.py``, the other modules of this
-   package): editing those would silently keep stale machine code. :func:`kernel` therefore
-   gives every fastnn kernel a cache (:class:`_StampedCache`) whose entries carry a hash of all
-   those files (:func:`sources_stamp`) *wherever* the cache lives: the package's
-   ``__pycache__``, ``NUMBA_CACHE_DIR`` or the user-wide cache (Numba picks the directory as
-   usual). Numba's own locator list is not touched, so other Numba code in the process keeps
-   Numba's behaviour.
+   instead of recompiling (compiling an epoch takes many seconds; where they go:
+   ``benchmarks/numba_cold_start.py``). Numba stamps a cache entry with its own file only,
+   yet a kernel inlines code and constants from other files (``fastnn/_codes.py``, the other
+   modules of this package): editing those would silently keep stale machine code.
+   :func:`kernel` therefore gives every fastnn kernel a cache (:class:`_StampedCache`) whose
+   entries carry a hash of all those files (:func:`sources_stamp`) *wherever* the cache
+   lives: the package's ``__pycache__``, ``NUMBA_CACHE_DIR`` or the user-wide cache (Numba
+   picks the directory as usual). Numba's own locator list is not touched, so other Numba
+   code in the process keeps Numba's behaviour.
 C. With nothing writable for a cache (read-only install, read-only ``NUMBA_CACHE_DIR`` and
    home), the kernels run uncached: slower to start, same results, and one warning per process
    says so (``@njit(cache=True)`` would raise at import instead).
