@@ -1,4 +1,4 @@
-"""``fastnn.backends.numba.jit``: the JIT flags and the stamped disk cache of every kernel.
+"""``fastnn.backends.numba.jit`` and the package import: JIT flags, the stamped disk cache.
 
 The cache tests run fresh processes on a copy of the ``fastnn`` package in a temporary
 directory, so they can edit sources and place (or block) the cache at will:
@@ -152,3 +152,20 @@ def test_unwritable_cache_runs_uncached_with_one_warning(tmp_path):
     assert info["status"] == "ok" and info["ok"], info
     assert info["warnings"] == 1 and info["reason"], info
     assert info["path"] == "" and info["hits"] == 0, info  # Numba's null cache
+
+
+def test_missing_numba_is_an_import_error():
+    code = """
+        import sys
+        sys.modules["numba"] = None  # what Python does for a package that is not installed
+        try:
+            import fastnn.backends.numba
+        except ImportError as exc:
+            print("ImportError:", exc)
+        import fastnn.backends as B
+        print(B.available_backends())
+    """
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "ImportError:" in result.stdout and "'numba'" not in result.stdout.splitlines()[-1]
