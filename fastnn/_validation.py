@@ -20,23 +20,37 @@ def check_dtype(dtype: object) -> np.dtype:
     return dt
 
 
-def check_X(X: object, n_features: int | None, dtype: np.dtype, name: str = "X") -> np.ndarray:
-    """Return ``X`` as a finite, C-contiguous 2-D array of ``dtype`` (one copy at most).
+def check_X(
+    X: object, shape: int | tuple[int, ...] | None, dtype: np.dtype, name: str = "X"
+) -> np.ndarray:
+    """Return ``X`` as a finite, C-contiguous array of ``dtype`` (one copy at most).
 
-    Integers, float16 and non-contiguous arrays are converted; strings, objects, complex
-    numbers, NaN and inf are rejected.
+    ``shape`` is the shape of one sample: an int (features of a 2-D input), a tuple such as
+    ``(784,)`` or ``(1, 28, 28)``, or None for any 2-D input. Integers, float16 and
+    non-contiguous arrays are converted; strings, objects, complex numbers, NaN and inf are
+    rejected.
     """
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape),)
     arr = np.asarray(X)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be 2-D with shape (n_samples, n_features), got shape {arr.shape}"
-        )
+    if shape is None or len(shape) == 1:
+        if arr.ndim != 2:
+            raise ValueError(
+                f"{name} must be 2-D with shape (n_samples, n_features), got shape {arr.shape}"
+            )
+    elif arr.ndim != len(shape) + 1:
+        dims = ", ".join(map(str, shape))
+        raise ValueError(f"{name} must have shape (n_samples, {dims}), got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 samples)")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features, the model expects {n_features}")
+    if shape is not None and arr.shape[1:] != tuple(shape):
+        if len(shape) == 1:
+            raise ValueError(f"{name} has {arr.shape[1]} features, the model expects {shape[0]}")
+        raise ValueError(
+            f"{name} has samples of shape {arr.shape[1:]}, the model expects {tuple(shape)}"
+        )
     arr = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(arr).all():
         bad = int(np.count_nonzero(~np.isfinite(arr)))
@@ -62,3 +76,11 @@ def check_choice(kind: str, name: object, valid: dict) -> str:
     if not isinstance(name, str) or name.lower() not in valid:
         raise ValueError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(valid))}")
     return name.lower()
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` as a bool if it is one (NumPy's included), else a TypeError: ``"no"`` is
+    neither True nor False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

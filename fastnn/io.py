@@ -4,12 +4,13 @@ File layout (a NumPy ``.npz``, i.e. a zip of ``.npy`` arrays, written without pi
 
 ``__fastnn__``
     0-d unicode array holding a JSON record: ``format`` ("fastnn.Sequential"),
-    ``format_version``, ``fastnn_version``, ``dtype``, ``seed``, ``layers`` (the ``Dense``
-    constructor arguments), ``loss`` (name or null), ``mse_labels``, ``optimizer`` (class name,
-    hyper-parameters, ``step`` and the number of state arrays, or null), and ``arrays``: for
-    every array its shape, dtype and the SHA-256 of its bytes.
+    ``format_version``, ``fastnn_version``, ``dtype``, ``seed``, ``input_shape`` (one sample,
+    since version 2), ``layers`` (per layer its ``config()`` plus ``"kind"``, the layer
+    registry's name; version 1 files hold dense layers without ``"kind"``), ``loss`` (name or
+    null), ``mse_labels``, ``optimizer`` (class name, hyper-parameters, ``step`` and the number
+    of state arrays, or null), and ``arrays``: for every array its shape, dtype and SHA-256.
 ``W0, b0, W1, b1, ...``
-    The parameters.
+    The parameters: each layer's ``param_names`` followed by the layer's index.
 ``opt0, opt1, ...``
     Optimizer state in the order of ``Workspace.state_arrays()`` (when saved).
 
@@ -25,18 +26,19 @@ import hashlib
 import json
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .layers import Dense
+from .layers import LAYERS, Layer, layer_from_config
 from .losses import get_loss
-from .model import Sequential
 from .optimizers import SGD, Adam, Optimizer
 
 FORMAT = "fastnn.Sequential"
-FORMAT_VERSION = 1
+# 1: dense layers only.  2: a "kind" per layer record and the model's "input_shape".
+FORMAT_VERSION = 2
 META_KEY = "__fastnn__"
 _FLOAT_DTYPES = ("float32", "float64")
 
@@ -61,12 +63,14 @@ def _optimizer_record(opt: Optimizer, n_state: int) -> dict[str, Any]:
     return record
 
 
-def save(model: Sequential, path: str | os.PathLike[str], include_optimizer: bool = True) -> None:
+def save(model: Any, path: str | os.PathLike[str], include_optimizer: bool = True) -> None:
     """Write ``model`` (architecture, weights, loss and optionally optimizer state) to ``path``.
 
     Parameters
     ----------
     model : Sequential
+        A built model (this module reads its ``layers``, ``dtype``, ``seed``, ``input_shape``,
+        ``loss`` and ``optimizer``).
     path : str or path-like
         Destination, used exactly as given (no suffix is added; ``.npz`` is customary).
     include_optimizer : bool, default True
@@ -76,7 +80,8 @@ def save(model: Sequential, path: str | os.PathLike[str], include_optimizer: boo
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
     for i, layer in enumerate(model.layers):
-        arrays[f"W{i}"], arrays[f"b{i}"] = layer.W, layer.b
+        for name, param in zip(layer.param_names, layer.parameters(), strict=True):
+            arrays[f"{name}{i}"] = param
     opt_record = None
     opt = model.optimizer
     if include_optimizer and opt is not None:
@@ -90,12 +95,15 @@ def save(model: Sequential, path: str | os.PathLike[str], include_optimizer: boo
         "fastnn_version": _version(),
         "dtype": str(model.dtype),
         "seed": model.seed,
-        "layers": [layer.config() for layer in model.layers],
+        "input_shape": list(model.input_shape),
+        "layers": [{"kind": layer.kind, **layer.config()} for layer in model.layers],
         "loss": None if model.loss is None else model.loss.name,
         "mse_labels": bool(getattr(model, "_mse_labels", False)),
         "optimizer": opt_record,
-        "arrays": {k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _digest(a)}
-                   for k, a in arrays.items()},  # fmt: skip
+        "arrays": {
+            k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _digest(a)}
+            for k, a in arrays.items()
+        },  # fmt: skip
     }
     payload = {META_KEY: np.array(json.dumps(meta)), **arrays}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -118,8 +126,8 @@ def _version() -> str:
     return __version__
 
 
-def load(path: str | os.PathLike[str]) -> Sequential:
-    """Read a model written by :func:`save` (or ``Sequential.save``).
+def read(path: str | os.PathLike[str]) -> SavedModel:
+    """Read and check a model file written by :func:`save` (``fastnn.load`` builds the model).
 
     Parameters
     ----------
@@ -127,9 +135,10 @@ def load(path: str | os.PathLike[str]) -> Sequential:
 
     Returns
     -------
-    Sequential
-        Same layers, weights, dtype and loss (so ``predict`` and ``predict_proba`` give the same
-        results); ``model.optimizer`` restored with its state when it was saved.
+    SavedModel
+        The layers (new, unbuilt), dtype, seed, input shape, weights, loss and optimizer (with
+        its state when it was saved); ``restore_into`` copies them into a built model, so that
+        ``predict`` and ``predict_proba`` give the same results as before ``save``.
 
     Raises
     ------
@@ -205,38 +214,79 @@ def _check_arrays(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Pat
                                  "(the file was modified or corrupted)")  # fmt: skip
 
 
-def _build(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> Sequential:
-    _check_arrays(meta, arrays, path)
+@dataclass
+class SavedModel:
+    """What a model file holds, checked, before a ``Sequential`` is built from it."""
+
+    layers: list[Layer]
+    dtype: str
+    seed: int | None
+    input_shape: tuple[int, ...] | None
+    weights: list[np.ndarray]
+    loss: Any
+    mse_labels: bool
+    optimizer: Optimizer | None
+
+    def restore_into(self, model: Any) -> None:
+        """Copy the weights, loss and optimizer into ``model`` (built from ``self.layers``)."""
+        model.set_weights(self.weights)
+        model.loss = self.loss
+        model._mse_labels = self.mse_labels
+        model.optimizer = self.optimizer
+
+
+def _layer_records(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> list:
     configs = meta["layers"]
     if not isinstance(configs, list) or not configs:
         raise ModelFileError(f"{path}: the record has no layers")
-    allowed = {"in_features", "out_features", "activation", "init", "negative_slope"}
     layers = []
     for i, cfg in enumerate(configs):
-        if not isinstance(cfg, dict) or not set(cfg) <= allowed:
+        if not isinstance(cfg, dict):
             raise ModelFileError(f"{path}: invalid layer record {cfg!r}")
-        # Check the sizes against the stored arrays before Sequential allocates anything.
+        cfg = dict(cfg)
+        kind = cfg.pop("kind", "dense")  # version 1 files hold dense layers only
+        if kind not in LAYERS:
+            raise ModelFileError(f"{path}: layer {i} has unknown kind {kind!r}")
+        try:
+            layer = layer_from_config(kind, cfg)
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: invalid layer record {cfg!r}: {exc}") from exc
+        # The sizes must match the stored arrays before Sequential allocates anything.
+        for name in layer.param_names:
+            if f"{name}{i}" not in arrays:
+                raise ModelFileError(f"{path}: layer {i} does not match its weight arrays")
         W = arrays.get(f"W{i}")
-        if W is None or W.shape != (cfg.get("in_features"), cfg.get("out_features")):
+        if kind == "dense" and (W is None or W.shape != (layer.in_features, layer.out_features)):
             raise ModelFileError(f"{path}: layer {i} does not match its weight array")
-        layers.append(Dense(**cfg))
+        layers.append(layer)
+    return layers
+
+
+def _build(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> SavedModel:
+    _check_arrays(meta, arrays, path)
+    layers = _layer_records(meta, arrays, path)
     seed = meta["seed"]
     if seed is not None and not isinstance(seed, int):
         raise ModelFileError(f"{path}: invalid seed {seed!r}")
     if meta["dtype"] not in _FLOAT_DTYPES:
         raise ModelFileError(f"{path}: invalid dtype {meta['dtype']!r}")
-    model = Sequential(layers, seed=seed, dtype=meta["dtype"])
-    n = len(layers)
-    if any(f"b{i}" not in arrays for i in range(n)) or len(
-        [k for k in arrays if not k.startswith("opt")]) != 2 * n:  # fmt: skip
-        raise ModelFileError(f"{path}: the parameter arrays do not match the {n} layers")
-    model.set_weights([arrays[k] for i in range(n) for k in (f"W{i}", f"b{i}")])
-    if meta["loss"] is not None:
-        model.loss = get_loss(meta["loss"])
-    model._mse_labels = bool(meta.get("mse_labels", False))
-    if meta["optimizer"] is not None:
-        model.optimizer = _build_optimizer(meta["optimizer"], arrays, path)
-    return model
+    shape = meta.get("input_shape")
+    if shape is not None and (
+        not isinstance(shape, list) or not all(isinstance(s, int) and s > 0 for s in shape)
+    ):
+        raise ModelFileError(f"{path}: invalid input_shape {shape!r}")
+    names = [f"{name}{i}" for i, layer in enumerate(layers) for name in layer.param_names]
+    if set(names) != {k for k in arrays if not k.startswith("opt")}:
+        raise ModelFileError(f"{path}: the parameter arrays do not match the {len(layers)} layers")
+    return SavedModel(
+        layers=layers, dtype=meta["dtype"], seed=seed,
+        input_shape=None if shape is None else tuple(shape),
+        weights=[arrays[k] for k in names],
+        loss=None if meta["loss"] is None else get_loss(meta["loss"]),
+        mse_labels=bool(meta.get("mse_labels", False)),
+        optimizer=None if meta["optimizer"] is None
+        else _build_optimizer(meta["optimizer"], arrays, path),
+    )  # fmt: skip
 
 
 def _build_optimizer(rec: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> Optimizer:
