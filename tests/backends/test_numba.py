@@ -7,7 +7,7 @@ dense and large enough for BLAS. The JIT flags and the disk cache: ``test_numba_
 
 from __future__ import annotations
 
-import inspect
+import copy
 import math
 import os
 import subprocess
@@ -25,6 +25,7 @@ from fastnn.backends import numba as nb  # noqa: E402
 from fastnn.backends import numpy as ref  # noqa: E402
 from fastnn.backends.numba import dense, sparse  # noqa: E402
 from fastnn.backends.workspace import Workspace  # noqa: E402
+from fastnn.layers import Dense  # noqa: E402
 
 ACTS = sorted(C.ACTIVATION_NAMES)
 ACT_IDS = [C.ACTIVATION_NAMES[a] for a in ACTS]
@@ -33,32 +34,6 @@ TOL = {np.float32: (2e-4, 2e-5), np.float64: (1e-10, 1e-12)}  # rtol, atol
 # (n, d, k, fraction of zero inputs): batch 1, odd sizes, sparse rows, dense enough for BLAS.
 SHAPES = [(1, 7, 5, 0.0), (1, 30, 9, 0.8), (13, 9, 3, 0.0), (20, 30, 6, 0.8), (64, 64, 40, 0.0)]
 HYPER = np.array([0.05, 0.9, 0.0, 0.0, 0.9, 0.999, 1e-8])
-
-
-class DenseStub:
-    """The layer protocol as the Workspace and the eager loop see it, for one dense layer."""
-
-    def __init__(self, W: np.ndarray, b: np.ndarray, alpha: float = 0.3) -> None:
-        self.W, self.b, self.act_alpha = W, b, alpha
-        self.input_shape, self.output_shape = (W.shape[0],), (W.shape[1],)
-
-    def parameters(self):
-        return [self.W, self.b]
-
-    def buffer_shapes(self, rows, act):
-        return {"z": (rows, self.W.shape[1])} if act in C.NEEDS_PREACTIVATION else {}
-
-    def forward_into(self, B, x, slot, n):
-        z = slot.buffers.get("z")
-        W, b = slot.params
-        B.dense_forward(x, W, b, slot.act, self.act_alpha, None if z is None else z[:n],
-                        slot.output[:n])  # fmt: skip
-
-    def backward_into(self, B, x, slot, n, grad_x):
-        z = slot.buffers.get("z")
-        B.dense_backward(x, slot.params[0], None if z is None else z[:n], slot.output[:n],
-                         slot.delta[:n], slot.act, self.act_alpha, slot.grads[0], slot.grads[1],
-                         grad_x)  # fmt: skip
 
 
 def close(actual, expected, dtype, scale=1.0):
@@ -162,24 +137,29 @@ def test_optimizers(dtype, update):
 
 
 # The epoch against the eager loop on the reference -------------------------------------------
-def network(rng, sizes, dtype):
-    return [
-        DenseStub((rng.standard_normal((a, b)) / math.sqrt(a)).astype(dtype),
-                  (0.1 * rng.standard_normal(b)).astype(dtype))
-        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
-    ]  # fmt: skip
+def network(rng, sizes, activations, dtype):
+    """Built Dense layers (leaky slope 0.3, ELU alpha 0.7) with non-zero biases."""
+    layers = []
+    for d, k, name in zip(sizes[:-1], sizes[1:], activations, strict=True):
+        layer = Dense(d, k, activation=name, negative_slope=0.3, alpha=0.7)
+        layer.build((d,), rng, dtype)
+        layer.b[:] = 0.1 * rng.standard_normal(k)
+        layers.append(layer)
+    return layers
 
 
-def copy_layers(layers):
-    return [DenseStub(la.W.copy(), la.b.copy(), la.act_alpha) for la in layers]
+def workspace(layers, loss, optimizer, batch_size, dtype):
+    """As fit builds it; the last layer's activation is the loss's (identity here)."""
+    acts = [layer.act_code for layer in layers]
+    return Workspace(copy.deepcopy(layers), acts, loss, optimizer, HYPER, batch_size, dtype)
 
 
-def run_both(layers, acts, loss, optimizer, X, y, batch_size, dtype):
+def run_both(layers, loss, optimizer, X, y, batch_size, dtype):
     """The same epoch through nb.train_epoch and through eager_epoch on the reference."""
     order = np.random.default_rng(1).permutation(X.shape[0])
     results = []
     for B, run in ((nb, nb.train_epoch), (ref, None)):
-        ws = Workspace(copy_layers(layers), acts, loss, optimizer, HYPER, batch_size, dtype)
+        ws = workspace(layers, loss, optimizer, batch_size, dtype)
         losses = np.full(-(-X.shape[0] // batch_size), np.nan)
         if run is None:
             done = eager.eager_epoch(B, ws, X, y, order, batch_size, losses)
@@ -199,9 +179,9 @@ def test_train_epoch_matches_eager(dtype, act, optimizer):
     rng = np.random.default_rng(act)
     X = inputs(rng, 37, 20, 0.7, dtype)
     y = rng.integers(0, 4, 37)
-    layers = network(rng, (20, 9, 4), dtype)
+    layers = network(rng, (20, 9, 4), [C.ACTIVATION_NAMES[act], None], dtype)
     (ws, done, losses), (ws_ref, done_ref, losses_ref) = run_both(
-        layers, [act, C.IDENTITY], C.LOSS_CROSS_ENTROPY, optimizer, X, y, 8, dtype
+        layers, C.LOSS_CROSS_ENTROPY, optimizer, X, y, 8, dtype
     )
     assert done == done_ref == 5 and ws.step == ws_ref.step == 5
     close(losses, losses_ref, dtype)
@@ -216,11 +196,10 @@ def test_train_epoch_every_loss(loss):
     rng = np.random.default_rng(loss)
     X = inputs(rng, 11, 6, 0.3, np.float64)
     y = targets_for(loss, rng, 11, 3, np.float64)
-    layers = network(rng, (6, 8, 5, 3), np.float64)
-    acts = [C.GELU, C.ELU, C.IDENTITY]
+    layers = network(rng, (6, 8, 5, 3), ["gelu", "elu", None], np.float64)
     for batch_size in (1, 11):
         (ws, done, losses), (ws_ref, _, losses_ref) = run_both(
-            layers, acts, loss, C.OPT_ADAM, X, y, batch_size, np.float64
+            layers, loss, C.OPT_ADAM, X, y, batch_size, np.float64
         )
         close(losses, losses_ref, np.float64)
         for u, v in zip(ws.weights + ws.dW, ws_ref.weights + ws_ref.dW, strict=True):
@@ -231,8 +210,7 @@ def test_train_epoch_stops_at_a_non_finite_loss():
     rng = np.random.default_rng(3)
     X = inputs(rng, 24, 5, 0.0, np.float64)
     X[13] = np.inf  # batch 3 of 8 rows (rows 8-15 in order)
-    layers = network(rng, (5, 4, 2), np.float64)
-    ws = Workspace(copy_layers(layers), [C.RELU, C.IDENTITY], C.LOSS_MSE, C.OPT_SGD, HYPER, 8,
+    ws = workspace(network(rng, (5, 4, 2), ["relu", None], np.float64), C.LOSS_MSE, C.OPT_SGD, 8,
                    np.float64)  # fmt: skip
     losses = np.zeros(3)
     done = nb.train_epoch(ws, X, rng.standard_normal((24, 2)), np.arange(24), 8, losses)
@@ -301,7 +279,7 @@ def test_one_and_two_threads_give_the_same_weights():
 
     rng = np.random.default_rng(4)
     X, y = rng.standard_normal((512, 300)), rng.integers(0, 10, 512)
-    layers = network(rng, (300, 200, 10), np.float64)
+    layers = network(rng, (300, 200, 10), ["relu", None], np.float64)
     order = rng.permutation(512)
     before_numba = numba.get_num_threads()
     before_blas = {i["filepath"]: i["num_threads"] for i in threadpool_info()}
@@ -310,8 +288,7 @@ def test_one_and_two_threads_give_the_same_weights():
         for threads in (1, 2):
             nb.set_num_threads(threads)
             assert nb.get_num_threads() == threads
-            ws = Workspace(copy_layers(layers), [C.RELU, C.IDENTITY], C.LOSS_CROSS_ENTROPY,
-                           C.OPT_MOMENTUM, HYPER, 256, np.float64)  # fmt: skip
+            ws = workspace(layers, C.LOSS_CROSS_ENTROPY, C.OPT_MOMENTUM, 256, np.float64)
             nb.train_epoch(ws, X, y, order, 256, np.zeros(2))
             results.append(ws.weights + ws.biases)
     finally:
@@ -328,17 +305,13 @@ def test_one_and_two_threads_give_the_same_weights():
 
 
 def test_inconsistent_workspace_is_an_error_not_a_crash():
-    def workspace():
-        layers = network(np.random.default_rng(0), (30, 20, 10), np.float64)
-        return Workspace(layers, [C.RELU, C.IDENTITY], C.LOSS_CROSS_ENTROPY, C.OPT_SGD, HYPER, 8,
-                         np.float64)  # fmt: skip
-
+    layers = network(np.random.default_rng(0), (30, 20, 10), ["relu", None], np.float64)
     args = (np.zeros((8, 30)), np.zeros(8, np.int64), np.arange(8), 8, np.zeros(1))
-    ws = workspace()
+    ws = workspace(layers, C.LOSS_CROSS_ENTROPY, C.OPT_SGD, 8, np.float64)
     ws.weights[1] = np.zeros((15, 10))  # layer 1 expects 20 inputs
     with pytest.raises(ValueError, match="weights\\[1\\]"):
         nb.train_epoch(ws, *args)
-    ws = workspace()
+    ws = workspace(layers, C.LOSS_CROSS_ENTROPY, C.OPT_SGD, 8, np.float64)
     ws.outputs[0] = np.zeros((4, 20))
     with pytest.raises(ValueError, match="outputs\\[0\\]"):
         nb.train_epoch(ws, *args)
@@ -346,12 +319,14 @@ def test_inconsistent_workspace_is_an_error_not_a_crash():
 
 def test_package_mirrors_the_other_backends():
     """The contract, the module names and the shared identifiers of BACKEND_SPEC's table."""
-    from fastnn.backends._frontend import contract_names
+    from fastnn.backends._frontend import CONV_NAMES, contract_names
     from fastnn.backends.numba import activations, epoch, jit, losses, optim
 
     assert nb.NAME == "numba" and nb.FUSED_LAYERS == frozenset({"dense"})
     for name in contract_names():
-        assert nb.__dict__[name].__doc__.startswith("numba backend:"), name
+        if name in CONV_NAMES and name not in vars(nb):
+            continue  # convolution kernels: not ported to Numba yet (bind leaves them out)
+        assert vars(nb)[name].__doc__.startswith("numba backend:"), name
     shared = {activations: ["bias_act_row", "act_backward_row"], losses: ["loss_by_code"],
               dense: ["dense_forward_kernel", "dense_backward_kernel", "use_loops"],
               optim: ["update_by_code"], epoch: ["train_epoch_kernel"], sparse: ["scratch_size"],
@@ -371,14 +346,14 @@ def _run_python(code: str, **env: str) -> subprocess.CompletedProcess:
 def test_kernels_are_valid_python_without_jit():
     """With NUMBA_DISABLE_JIT=1 the kernels run as plain Python and still match the reference:
     every activation (z kept where needed), every loss, and the epoch against the eager loop."""
-    header = "import numpy as np\nfrom fastnn import _codes as C\n"
-    code = (
-        header
-        + inspect.getsource(DenseStub)
-        + textwrap.dedent("""
+    code = """
+        import copy
+        import numpy as np
+        from fastnn import _codes as C
         from fastnn.backends import eager, numba as nb, numpy as ref
         from fastnn.backends.numba import dense
         from fastnn.backends.workspace import Workspace
+        from fastnn.layers import Dense
         assert not hasattr(dense.dense_forward_kernel, "py_func")  # really not compiled
 
         rng = np.random.default_rng(0)
@@ -402,19 +377,20 @@ def test_kernels_are_valid_python_without_jit():
             np.testing.assert_allclose(g1, g2, rtol=1e-10, atol=1e-12)
         X, y = x.repeat(3, axis=0), rng.integers(0, 4, 18)
         hyper = np.array([0.1, 0.0, 0.0, 0.0, 0.9, 0.999, 1e-8])
+        layers = [Dense(12, 4, activation="silu"), Dense(4, 4)]
+        for layer in layers:
+            layer.initialize(rng, np.float64)
         for opt in (C.OPT_SGD, C.OPT_ADAM):
             wss = []
             for run in (nb.train_epoch, lambda *a: eager.eager_epoch(ref, *a)):
-                layers = [DenseStub(W.copy(), b.copy()), DenseStub(W[:4].copy(), b.copy())]
-                ws = Workspace(layers, [C.SILU, C.IDENTITY], C.LOSS_CROSS_ENTROPY, opt, hyper,
-                               4, np.float64)
+                ws = Workspace(copy.deepcopy(layers), [C.SILU, C.IDENTITY], C.LOSS_CROSS_ENTROPY,
+                               opt, hyper, 4, np.float64)
                 assert run(ws, X, y, np.arange(18), 4, np.zeros(5)) == 5
                 wss.append(ws)
             for u, v in zip(wss[0].weights + wss[0].dW, wss[1].weights + wss[1].dW):
                 np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12)
         print("ok")
-    """)
-    )
+    """
     result = _run_python(code, NUMBA_DISABLE_JIT="1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
