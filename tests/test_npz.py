@@ -179,4 +179,4 @@ def test_wrong_shape_optimizer_state_is_rejected(tmp_path):
     path = tmp_path / "state.npz"
     model.save(path)
     with pytest.raises(ModelFileError, match="optimizer state shapes"):
-        fio.load(path)
+        fastnn.load(path)
