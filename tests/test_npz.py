@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import io as fio
 from fastnn.io import ModelFileError
 
 BOMB_BYTES = 64 * 2**20  # inflated size of the bomb member; it deflates to about 64 KB
