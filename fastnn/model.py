@@ -311,9 +311,12 @@ class Sequential:
         anything is decompressed); raise it for a larger model. See :func:`fastnn.io.read`.
         """
         saved = io.read(path, max_bytes=max_bytes)
-        model = cls(saved.layers, seed=saved.seed, dtype=saved.dtype,
-                    input_shape=saved.input_shape)  # fmt: skip
-        saved.restore_into(model)
+        try:
+            model = cls(saved.layers, seed=saved.seed, dtype=saved.dtype,
+                        input_shape=saved.input_shape)  # fmt: skip
+            saved.restore_into(model)
+        except ValueError as exc:  # layers that cannot take the stored shapes or weights
+            raise io.ModelFileError(f"{path}: the layers do not fit their weights: {exc}") from exc
         return model
 
 
