@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -11,7 +11,8 @@ import numpy as np
 
 from . import _codes as C
 from . import io
-from ._validation import check_dtype, check_seed, check_X
+from ._feed import cast_into, is_direct
+from ._validation import check_dtype, check_input_scale, check_seed, check_X, check_X_in_place
 from .backends import resolve_backend
 from .backends.workspace import make_slots
 from .history import History
@@ -189,25 +190,63 @@ class Sequential:
             return C.ACTIVATION_CODES[self.loss.fused_activations[0]]
         return self.layers[-1].act_code
 
-    def _forward_all(self, X: np.ndarray, last_act: int, backend: str | None = None) -> np.ndarray:
+    def _forward_all(
+        self,
+        X: np.ndarray,
+        last_act: int,
+        backend: str | None = None,
+        input_scale: float | None = None,
+    ) -> np.ndarray:
         self._require_built(X)
         B = resolve_backend(backend or self.backend)
-        return self._forward_checked(B, check_X(X, self.input_shape, self.dtype), last_act)
+        scale = check_input_scale(input_scale)
+        X = check_X_in_place(X, self.input_shape, self.dtype, scale=scale)
+        return self._forward_checked(B, X, last_act, scale=scale)
 
-    def _forward_checked(self, B: ModuleType, X: np.ndarray, last_act: int) -> np.ndarray:
-        """Outputs (n, n_outputs) for inputs already checked and converted, on backend ``B``."""
-        n = X.shape[0]
-        out = np.empty((n, self.n_outputs), dtype=self.dtype)
+    def _forward_checked(
+        self, B: ModuleType, X: np.ndarray, last_act: int, scale: float | None = None
+    ) -> np.ndarray:
+        """Outputs (n, n_outputs) for checked inputs of any dtype, on backend ``B``."""
+        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        for rows, outputs in self._forward_chunks(B, X, last_act, scale=scale):
+            out[rows] = outputs
+        return out
+
+    def _forward_chunks(
+        self,
+        B: ModuleType,
+        X: np.ndarray,
+        last_act: int,
+        rows: np.ndarray | None = None,
+        scale: float | None = None,
+        buffer: np.ndarray | None = None,
+    ) -> Iterator[tuple[slice | np.ndarray, np.ndarray]]:
+        """``(rows, outputs)`` chunk by chunk: the outputs (m, n_outputs) of ``X[rows]``.
+
+        ``X`` is checked but may have any real dtype and layout: each chunk of it (of
+        ``rows``, when given, else of every row) is cast into ``buffer`` (a fresh one of
+        ``PREDICT_CHUNK`` rows by default) unless ``X`` is C-contiguous in the model dtype
+        with no ``scale``. The outputs are valid until the next chunk.
+        """
+        n = X.shape[0] if rows is None else rows.shape[0]
+        direct = rows is None and is_direct(X, self.dtype, scale)
+        if not direct and buffer is None:
+            buffer = np.empty((min(n, PREDICT_CHUNK), *X.shape[1:]), dtype=self.dtype)
+        chunk = PREDICT_CHUNK if buffer is None else buffer.shape[0]
         acts = [layer.act_code for layer in self.layers[:-1]] + [last_act]
-        slots = make_slots(self.layers, acts, min(n, PREDICT_CHUNK), self.dtype, training=False)
-        for start in range(0, n, PREDICT_CHUNK):
-            x = X[start : start + PREDICT_CHUNK]
-            m = x.shape[0]
+        slots = make_slots(self.layers, acts, min(n, chunk), self.dtype, training=False)
+        for start in range(0, n, chunk):
+            m = min(chunk, n - start)
+            sel = slice(start, start + m) if rows is None else rows[start : start + m]
+            if direct:
+                x = X[sel]
+            else:
+                cast_into(X, sel, buffer[:m], scale)
+                x = buffer[:m]
             for layer, slot in zip(self.layers, slots, strict=True):
                 layer.forward_into(B, x, slot, m)
                 x = slot.output[:m]
-            out[start : start + m] = x.reshape(m, -1)
-        return out
+            yield sel, x.reshape(m, -1)
 
     def _loss_input_act(self, loss: Loss | None) -> int:
         """Last layer's activation as ``loss`` sees it: identity where the loss fuses it."""
@@ -216,29 +255,47 @@ class Sequential:
         return self.layers[-1].act_code
 
     def _loss_outputs(
-        self, X: np.ndarray, loss: Loss | None, backend: str | None = None
+        self,
+        X: np.ndarray,
+        loss: Loss | None,
+        backend: str | None = None,
+        input_scale: float | None = None,
     ) -> np.ndarray:
         """The outputs ``loss`` works on (logits where it fuses softmax/sigmoid), (n, n_outputs)."""
-        return self._forward_all(X, self._loss_input_act(loss), backend)
+        return self._forward_all(X, self._loss_input_act(loss), backend, input_scale)
 
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Raw outputs of the last layer before any fused softmax/sigmoid, (n, n_outputs)."""
-        return self._loss_outputs(X, self.loss)
+    def decision_function(self, X: np.ndarray, input_scale: float | None = None) -> np.ndarray:
+        """Raw outputs of the last layer before any fused softmax/sigmoid, (n, n_outputs).
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Outputs after the output activation (softmax/sigmoid probabilities), (n, n_outputs)."""
-        return self._forward_all(X, self._output_activation())
+        ``X`` (n, *input_shape) and ``input_scale`` as for :meth:`predict_proba`.
+        """
+        return self._loss_outputs(X, self.loss, input_scale=input_scale)
+
+    def predict_proba(self, X: np.ndarray, input_scale: float | None = None) -> np.ndarray:
+        """Outputs after the output activation (softmax/sigmoid probabilities), (n, n_outputs).
+
+        Parameters
+        ----------
+        X : ndarray, shape (n, *input_shape)
+            Any real dtype (uint8 images, float64, ...) and layout, or a ``numpy.memmap``:
+            it is cast to the model dtype chunk by chunk, never copied whole.
+        input_scale : float, optional
+            Multiply the inputs by this factor as they are cast, e.g. ``1/255`` for uint8
+            pixels. Not stored in the model or its file: pass what ``fit`` was given.
+        """
+        return self._forward_all(X, self._output_activation(), input_scale=input_scale)
 
     def is_classifier(self) -> bool:
         return self.loss is None or self.loss.name != "mse" or getattr(self, "_mse_labels", False)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray, input_scale: float | None = None) -> np.ndarray:
         """Class labels (n,) for a classifier; the outputs (n, n_outputs) for regression.
 
         A classifier with one output (binary cross-entropy) predicts 1 where the probability
-        is >= 0.5; with several outputs it predicts the arg-max.
+        is >= 0.5; with several outputs it predicts the arg-max. ``X`` (n, *input_shape) and
+        ``input_scale`` as for :meth:`predict_proba`.
         """
-        outputs = self.predict_proba(X)
+        outputs = self.predict_proba(X, input_scale)
         if not self.is_classifier():
             return outputs
         return labels_of(outputs)
@@ -247,15 +304,24 @@ class Sequential:
         """Accuracy of ``outputs`` as ``loss`` sees them (logits where it fuses an activation)."""
         return accuracy(outputs, targets, fused_sigmoid=bool(loss.fused_activations))
 
-    def evaluate(self, X: np.ndarray, y: object, loss: str | Loss | None = None) -> dict:
+    def evaluate(
+        self,
+        X: np.ndarray,
+        y: object,
+        loss: str | Loss | None = None,
+        input_scale: float | None = None,
+    ) -> dict:
         """Loss and (for classifiers) accuracy on ``(X, y)``.
 
         Parameters
         ----------
         X : ndarray, shape (n, *input_shape)
+            Any real dtype and layout, cast chunk by chunk (see :meth:`predict_proba`).
         y : array-like, labels (n,) or targets (n, n_outputs)
         loss : str or Loss, optional
             Defaults to the loss of the last ``fit`` (cross-entropy before any fit).
+        input_scale : float, optional
+            Factor applied to the inputs as they are cast (as given to ``fit``).
 
         Returns
         -------
@@ -263,13 +329,14 @@ class Sequential:
         """
         loss_obj = get_loss(loss if loss is not None else (self.loss or "cross_entropy"))
         self._require_built(X)
-        X = check_X(X, self.input_shape, self.dtype)
+        scale = check_input_scale(input_scale)
+        X = check_X_in_place(X, self.input_shape, self.dtype, scale=scale)
         y_arr = np.asarray(y)
         if len(y_arr) != len(X):
             raise ValueError(f"X has {len(X)} samples but y has {len(y_arr)}")
         targets = loss_obj.prepare_targets(y_arr, self.n_outputs, self.dtype)
-        outputs = self._loss_outputs(X, loss_obj)
         B = resolve_backend(self.backend)
+        outputs = self._forward_checked(B, X, self._loss_input_act(loss_obj), scale=scale)
         kernel = getattr(B, C.LOSS_KERNEL_NAMES[loss_obj.code(targets)])
         result = {"loss": float(kernel(outputs, targets, np.empty_like(outputs)))}
         if loss_obj.name != "mse" or y_arr.ndim == 1:
