@@ -11,8 +11,9 @@ B. Any other ``X`` (float64 or uint8 for a float32 model, a Fortran-ordered or s
    at about ``FEED_FRACTION`` of X's bytes, and the kernels train on that buffer with the
    identity order. The same batches in the same order give bit-identical weights to training
    on the converted array (:func:`convert`).
-C. A gather reads at most ``GATHER_BYTES`` of X's dtype at a time (``X[rows]`` makes a
-   temporary of that size; a float64 ``X`` gathered whole would double the buffer).
+C. A gather reads at most ``GATHER_BYTES`` of X's dtype, and a quarter of the part, at a
+   time (``X[rows]`` makes a temporary of that size; a float64 ``X`` gathered whole would
+   double the buffer).
 D. The cast is ``dtype(X)``, or ``dtype(float64(X) * input_scale)`` with a scale: for uint8
    pixels and ``input_scale=1/255`` that is exactly ``dtype(X) / 255`` in float32, what
    ``load_mnist(normalize=True)`` holds.
@@ -27,9 +28,9 @@ import numpy as np
 #: Size of the per-fit input buffer, as a fraction of X's bytes (at least one batch).
 FEED_FRACTION = 0.05
 #: Floor of that buffer, so a small X is one part per epoch, not one call per batch.
-MIN_FEED_BYTES = 1 << 20
+MIN_FEED_BYTES = 256 << 10
 #: Largest temporary of X's own dtype that one gather makes.
-GATHER_BYTES = 4 << 20
+GATHER_BYTES = 1 << 20
 
 
 def is_direct(X: np.ndarray, dtype: np.dtype, scale: float | None) -> bool:
@@ -52,7 +53,8 @@ def cast_into(X: np.ndarray, rows: np.ndarray | slice, out: np.ndarray, scale: f
         Factor applied in float64 before the cast to ``out.dtype``.
     """
     m = out.shape[0]
-    step = max(1, GATHER_BYTES // max(1, X[:1].nbytes))
+    # At most GATHER_BYTES, and a quarter of the part: the temporary stays small beside it.
+    step = max(1, min(GATHER_BYTES // max(1, X[:1].nbytes), -(-m // 4)))
     first = rows.indices(X.shape[0])[0] if isinstance(rows, slice) else 0
     if isinstance(rows, slice) and rows.indices(X.shape[0])[2] != 1:
         rows = np.arange(*rows.indices(X.shape[0]))
@@ -68,6 +70,7 @@ def cast_into(X: np.ndarray, rows: np.ndarray | slice, out: np.ndarray, scale: f
             out[s : s + step] = block  # the rounding of astype
         else:
             np.multiply(block, scale, out=out[s : s + step], dtype=np.float64, casting="unsafe")
+        del block  # else the next gather runs while this one is alive: twice the temporary
 
 
 def convert(X: np.ndarray, dtype: np.dtype, scale: float | None = None) -> np.ndarray:
