@@ -60,14 +60,14 @@ def _fill(rows: int, features: int, dtype: str):  # noqa: ANN202
         if block.dtype == np.uint8:
             block[...] = rng.integers(0, 256, size=block.shape, dtype=np.uint8)
         else:
-            block[...] = rng.random(block.shape, dtype=np.float64 if dtype == "float64" else np.float32)
+            block[...] = rng.random(
+                block.shape, dtype=np.float64 if dtype == "float64" else np.float32
+            )
     return X, rng.integers(0, CLASSES, rows)
 
 
 def worker(dtype: str, backend: str, rows: int, features: int) -> dict:
     """One case in this (fresh) process; returns the measurements."""
-    import numpy as np
-
     import fastnn
     from fastnn import training
 
@@ -107,20 +107,20 @@ def main(argv: list[str] | None = None) -> int:
 
     backends = [b for b in args.backends.split(",") if b in fastnn.available_backends()]
     print(f"fastnn from {os.path.dirname(fastnn.__file__)}; X is {args.rows:,} x {args.features}")
-    print(f"{'input':<9}{'backend':<9}{'X MB':>9}{'extra MB':>10}{'extra/X':>9}{'fit s':>8}")
+    print(f"{'input':<11}{'backend':<9}{'X MB':>9}{'extra MB':>10}{'extra/X':>9}{'fit s':>8}")
     for dtype in args.dtypes.split(","):
         for backend in backends:
             cmd = [sys.executable, __file__, "--rows", str(args.rows),
                    "--features", str(args.features), "--worker", dtype, backend]  # fmt: skip
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode:
-                print(f"{dtype:<9}{backend:<9} failed: {done.stderr.strip().splitlines()[-1]}")
+                print(f"{dtype:<11}{backend:<9} failed: {done.stderr.strip().splitlines()[-1]}")
                 continue
             r = json.loads(done.stdout.strip().splitlines()[-1])
             label = dtype + ("/255" if r["scaled"] else "")
-            print(f"{label:<9}{backend:<9}{r['x_bytes'] / 1e6:>9.0f}{r['extra'] / 1e6:>10.1f}"
-                  f"{r['extra'] / r['x_bytes']:>9.1%}{r['seconds']:>8.1f}"
-                  + ("" if r["peak_reset"] else "  (peak not reset: includes loading)"))  # fmt: skip
+            note = "" if r["peak_reset"] else "  (peak not reset: includes loading)"
+            print(f"{label:<11}{backend:<9}{r['x_bytes'] / 1e6:>9.0f}{r['extra'] / 1e6:>10.1f}"
+                  f"{r['extra'] / r['x_bytes']:>9.1%}{r['seconds']:>8.1f}{note}")  # fmt: skip
     return 0
 
 

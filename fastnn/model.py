@@ -224,15 +224,15 @@ class Sequential:
         """``(rows, outputs)`` chunk by chunk: the outputs (m, n_outputs) of ``X[rows]``.
 
         ``X`` is checked but may have any real dtype and layout: each chunk of it (of
-        ``rows``, when given, else of every row) is cast into ``buffer`` (a fresh one of
-        ``PREDICT_CHUNK`` rows by default) unless ``X`` is C-contiguous in the model dtype
+        ``rows``, when given, else of every row; at most ``PREDICT_CHUNK`` rows) is cast into
+        ``buffer`` (a fresh one by default) unless ``X`` is C-contiguous in the model dtype
         with no ``scale``. The outputs are valid until the next chunk.
         """
         n = X.shape[0] if rows is None else rows.shape[0]
         direct = rows is None and is_direct(X, self.dtype, scale)
         if not direct and buffer is None:
             buffer = np.empty((min(n, PREDICT_CHUNK), *X.shape[1:]), dtype=self.dtype)
-        chunk = PREDICT_CHUNK if buffer is None else buffer.shape[0]
+        chunk = PREDICT_CHUNK if buffer is None else min(PREDICT_CHUNK, buffer.shape[0])
         acts = [layer.act_code for layer in self.layers[:-1]] + [last_act]
         slots = make_slots(self.layers, acts, min(n, chunk), self.dtype, training=False)
         for start in range(0, n, chunk):

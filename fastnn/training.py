@@ -291,7 +291,8 @@ def _begin(run: _Run, epochs: int, verbose: int, callbacks: Sequence[Callback] |
 def _run_epoch(run: _Run, epoch: int) -> tuple[int, float, float]:
     """Train one epoch in slices; returns (batches done, epoch seconds, seconds spent scoring
     the progress bar's running accuracy, which the epoch time excludes)."""
-    order = (run.rng.permutation(run.n) if run.shuffle else np.arange(run.n)).astype(np.int64, copy=False)
+    order = run.rng.permutation(run.n) if run.shuffle else np.arange(run.n)
+    order = order.astype(np.int64, copy=False)  # int64 already on most platforms: no copy
     n_batches, bs = run.batch_losses.shape[0], run.batch_size
     per_slice = max(1, math.ceil(n_batches / run.slices)) * bs
     t0 = time.perf_counter()
