@@ -201,13 +201,20 @@ def test_fit_allocates_at_most_a_tenth_of_X(tmp_path, dtype, memmap, scale):
     assert peak <= 0.10 * X.nbytes + (1 << 20), f"{peak / X.nbytes:.1%} of X"
 
 
-def test_memmap_trains_like_the_array_in_memory(tmp_path, small_parts):
-    X, y = _data(tmp_path, "float64", n=300, d=6, memmap=True)
+@pytest.mark.parametrize("dtype", ["float64", "float32", "uint8"])
+def test_memmap_trains_like_the_array_in_memory(tmp_path, small_parts, dtype):
+    """Read-only memmaps: cast per part, or (float32) read by the kernels in place."""
+    X, y = _data(tmp_path, dtype, n=300, d=6, memmap=True)
+    assert not X.flags.writeable
     for backend in BACKENDS:
         expected, _ = trained(np.array(X), y, backend, input_scale=1 / 255)
         got, _ = trained(X, y, backend, input_scale=1 / 255)
         for a, b in zip(got, expected, strict=True):
             np.testing.assert_array_equal(a, b, err_msg=backend)
+        expected, _ = trained(np.array(X, dtype=np.float32), y, backend)
+        got, _ = trained(X, y, backend)
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"{backend} unscaled")
 
 
 def test_finiteness_is_checked_chunk_by_chunk(monkeypatch):
