@@ -6,8 +6,8 @@ backend up on a tiny fit (so Numba's compiler and the imports are not counted), 
 then resets the kernel's high-water mark (``/proc/self/clear_refs``), reads ``VmRSS``, trains
 one epoch of an MLP features-128-10 (float32, batch 128, SGD) and reads ``VmHWM``. Linux only.
 
-    PYTHONPATH=. python benchmarks/fit_memory.py                  # 300,000 x 784, ~2 minutes
-    PYTHONPATH=. python benchmarks/fit_memory.py --rows 60000 --backends numpy
+    PYTHONPATH=. python benchmarks/fit_memory.py        # 300,000 x 784, 'auto' backend, ~2 min
+    PYTHONPATH=. python benchmarks/fit_memory.py --backends numpy,numba --rows 60000
 
 It runs against whichever fastnn is first on the path, so the same command on two checkouts
 gives a before/after table. ``uint8`` inputs are trained with ``input_scale=1/255`` where
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--features", type=int, default=784)
     parser.add_argument("--dtypes", default="float64,float32,uint8")
-    parser.add_argument("--backends", default="numpy,numba")
+    parser.add_argument("--backends", default=None, help="default: the 'auto' choice")
     parser.add_argument("--worker", nargs=2, metavar=("DTYPE", "BACKEND"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import fastnn
 
-    backends = [b for b in args.backends.split(",") if b in fastnn.available_backends()]
+    names = args.backends.split(",") if args.backends else [fastnn.get_backend()]
+    backends = [b for b in names if b in fastnn.available_backends()]
     print(f"fastnn from {os.path.dirname(fastnn.__file__)}; X is {args.rows:,} x {args.features}")
     print(f"{'input':<11}{'backend':<9}{'X MB':>9}{'extra MB':>10}{'extra/X':>9}{'fit s':>8}")
     for dtype in args.dtypes.split(","):
