@@ -55,7 +55,7 @@ def _act(act: int) -> None:
         raise ValueError(f"unknown activation code {act}; valid: {sorted(ACTIVATION_NAMES)}")
 
 
-def _distinct(out_name: str, out: np.ndarray, **inputs: np.ndarray | None) -> None:
+def _distinct(out_name: str, out: np.ndarray, /, **inputs: np.ndarray | None) -> None:
     """Compiled kernels read inputs while they write outputs: the two must not overlap."""
     for name, a in inputs.items():
         if a is not None and np.may_share_memory(out, a):
