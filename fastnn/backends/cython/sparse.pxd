@@ -136,13 +136,47 @@ cdef inline void axpy1(floating* o, Py_ssize_t k, floating a0, const floating* w
         o[j] += a0 * w0[j]
 
 
+cdef extern from *:
+    """
+    /* One dW row from one sample and its SGD step, in one pass (batch size 1). Written in C
+       and kept out of line: inlined into the whole epoch, GCC spilled its loop's pointers to
+       the stack (+10% instructions per MNIST epoch at batch 1, measured with callgrind). */
+    #if defined(__GNUC__)
+    #define FASTNN_NOINLINE __attribute__((noinline))
+    #define FASTNN_RESTRICT __restrict__
+    #elif defined(_MSC_VER)
+    #define FASTNN_NOINLINE __declspec(noinline)
+    #define FASTNN_RESTRICT __restrict
+    #else
+    #define FASTNN_NOINLINE
+    #define FASTNN_RESTRICT
+    #endif
+    #define FASTNN_ROW_SGD(name, T)                                                       \
+        static FASTNN_NOINLINE void name(T *FASTNN_RESTRICT row, T *FASTNN_RESTRICT w,   \
+                                         Py_ssize_t k, T v,                              \
+                                         const T *FASTNN_RESTRICT delta, T lr) {         \
+            Py_ssize_t j;                                                                 \
+            for (j = 0; j < k; j++) {                                                     \
+                row[j] = v * delta[j];                                                    \
+                w[j] -= lr * row[j];                                                      \
+            }                                                                             \
+        }
+    FASTNN_ROW_SGD(fastnn_row_sgd_f, float)
+    FASTNN_ROW_SGD(fastnn_row_sgd_d, double)
+    """
+    void fastnn_row_sgd_f(float* row, float* w, Py_ssize_t k, float v, const float* delta,
+                          float lr) noexcept nogil
+    void fastnn_row_sgd_d(double* row, double* w, Py_ssize_t k, double v, const double* delta,
+                          double lr) noexcept nogil
+
+
 cdef inline void one_row_sgd(floating* row, floating* Wi, Py_ssize_t k, floating v,
                              const floating* delta, floating lr) noexcept nogil:
-    """A dW row from one sample and its SGD step, in a single pass."""
-    cdef Py_ssize_t j
-    for j in range(k):
-        row[j] = v * delta[j]
-        Wi[j] -= lr * row[j]
+    """row = v * delta (a dW row from one sample), then Wi -= lr * row."""
+    if floating is float:
+        fastnn_row_sgd_f(row, Wi, k, v, delta, lr)
+    else:
+        fastnn_row_sgd_d(row, Wi, k, v, delta, lr)
 
 
 # Forward -----------------------------------------------------------------------------------
