@@ -1,67 +1,21 @@
-"""``fastnn.backends.cython.train_epoch`` against the reference epoch, its sparse and threaded
-paths, and its promise to leave the process's BLAS alone.
+"""``fastnn.backends.cython.train_epoch`` against the reference epoch and its sparse paths.
 
 The reference is ``fastnn.backends.eager.eager_epoch`` over the numpy backend's kernels, on a
-``Workspace`` of the same layers. ``StubDense`` below satisfies the layer protocol the workspace
-and the eager loop use, so these tests do not depend on the layers package.
+``Workspace`` of the same layers (``cython_workspace.py``). Threads and BLAS:
+``test_cython_threads.py``.
 """
 
 from __future__ import annotations
 
-import math
-import threading
-
 import numpy as np
 import pytest
+from cython_workspace import HYPER, make_workspace, mnist_like
 
 from fastnn import _codes as C
 from fastnn.backends import eager
 from fastnn.backends import numpy as ref
-from fastnn.backends.workspace import Workspace
 
 cy = pytest.importorskip("fastnn.backends.cython", reason="Cython extension not built")
-
-HYPER = {  # lr, momentum, nesterov, weight decay, beta1, beta2, eps
-    C.OPT_SGD: [0.05, 0.0, 0.0, 0.0, 0.9, 0.999, 1e-8],
-    C.OPT_MOMENTUM: [0.05, 0.9, 1.0, 1e-4, 0.9, 0.999, 1e-8],
-    C.OPT_ADAM: [0.01, 0.0, 0.0, 1e-4, 0.9, 0.99, 1e-7],
-}
-
-
-class StubDense:
-    """A dense layer as the workspace and the eager loop see it (the layer protocol)."""
-
-    def __init__(self, W: np.ndarray, b: np.ndarray, alpha: float = 0.0) -> None:
-        self.W, self.b, self.act_alpha = W, b, alpha
-        self.input_shape, self.output_shape = (W.shape[0],), (W.shape[1],)
-
-    def parameters(self) -> list[np.ndarray]:
-        return [self.W, self.b]
-
-    def buffer_shapes(self, rows: int, act: int) -> dict[str, tuple[int, ...]]:
-        return {"z": (rows, self.W.shape[1])} if act in C.NEEDS_PREACTIVATION else {}
-
-    def forward_into(self, B, x, slot, n) -> None:  # noqa: ANN001
-        z = slot.buffers.get("z")
-        B.dense_forward(x, *slot.params, slot.act, self.act_alpha,
-                        None if z is None else z[:n], slot.output[:n])  # fmt: skip
-
-    def backward_into(self, B, x, slot, n, grad_x) -> None:  # noqa: ANN001
-        z = slot.buffers.get("z")
-        B.dense_backward(x, slot.params[0], None if z is None else z[:n], slot.output[:n],
-                         slot.delta[:n], slot.act, self.act_alpha, *slot.grads, grad_x)  # fmt: skip
-
-
-def make_workspace(sizes, acts, loss, optimizer, batch_size, dtype, alpha=0.3, seed=1, hyper=None):
-    """A workspace of dense layers ``sizes[i] -> sizes[i + 1]`` with seeded weights."""
-    rng = np.random.default_rng(seed)
-    layers = [
-        StubDense((rng.standard_normal((a, b)) / math.sqrt(a)).astype(dtype),
-                  (0.1 * rng.standard_normal(b)).astype(dtype), alpha)
-        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
-    ]  # fmt: skip
-    hyper = np.asarray(HYPER[optimizer] if hyper is None else hyper, np.float64)
-    return Workspace(layers, acts, loss, optimizer, hyper, batch_size, dtype)
 
 
 def targets_for(rng, loss, n, k, dtype):
@@ -135,15 +89,6 @@ def test_every_loss_and_optimizer_trains_like_the_reference(dtype, optimizer):
             raise AssertionError(f"loss {C.LOSS_KERNEL_NAMES[loss]}") from exc
 
 
-def _mnist_like(rng, n, d, dtype):
-    """Rows of blobs of positive "ink" on zeros, ~80% zeros like MNIST."""
-    x = np.zeros((n, d), dtype)
-    for r in range(n):
-        start = rng.integers(0, d - d // 5)
-        x[r, start : start + d // 5] = rng.random(d // 5)
-    return x
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("nthreads", [1, 2])
 @pytest.mark.parametrize(
@@ -160,7 +105,7 @@ def test_sparse_epoch_paths_match_reference(threads, dtype, nthreads, batch_size
     threads(nthreads)
     rng = np.random.default_rng(batch_size)
     n, sizes = 600, (200, 128, 10)  # large enough that work is split over threads
-    X = _mnist_like(rng, n, sizes[0], dtype)
+    X = mnist_like(rng, n, sizes[0], dtype)
     y = rng.integers(0, sizes[-1], n).astype(np.int64)
     results = run_both(X, y, batch_size, sizes=sizes, acts=[act, C.IDENTITY],
                        loss=C.LOSS_CROSS_ENTROPY, optimizer=optimizer)  # fmt: skip
@@ -239,141 +184,3 @@ def test_scratch_of_another_workspace_is_rejected():
     assert cy._kernels.train_epoch(
         *args, np.zeros(cy._kernels.THREAD_STATS), cy._kernels.new_scratch(ws)
     ) == (2, 2)
-
-
-# Threads ------------------------------------------------------------------------------------
-def _fit(X, y, batch_size, epochs=1, seed=3, nthreads=None, **ws_args):
-    if nthreads is not None:
-        cy.set_num_threads(nthreads)
-    ws = make_workspace(batch_size=batch_size, dtype=X.dtype, seed=seed, **ws_args)
-    losses = np.zeros(-(-X.shape[0] // batch_size))
-    for epoch in range(epochs):
-        order = np.random.default_rng(epoch).permutation(X.shape[0]).astype(np.int64)
-        assert cy.train_epoch(ws, X, y, order, batch_size, losses) == len(losses)
-    return [losses, *ws.weights, *ws.biases]
-
-
-@pytest.mark.parametrize("dense", [True, False], ids=["dense-blas", "sparse-loops"])
-def test_threads_give_the_same_weights_as_one_thread(threads, dense):
-    """The team splits whole rows only and BLAS products are never split: bitwise equal."""
-    rng = np.random.default_rng(7)
-    n, sizes = 512, (300, 160, 10)
-    X = rng.standard_normal((n, 300)) if dense else _mnist_like(rng, n, 300, np.float64)
-    y = rng.integers(0, 10, n).astype(np.int64)
-    args = {"sizes": sizes, "acts": [C.GELU, C.IDENTITY], "loss": C.LOSS_CROSS_ENTROPY,
-            "optimizer": C.OPT_ADAM}  # fmt: skip
-    one, two = (_fit(X, y, 128, nthreads=t, **args) for t in (1, 2))
-    for got, want in zip(two, one, strict=True):
-        np.testing.assert_array_equal(got, want)
-
-
-def test_generic_and_avx2_builds_agree():
-    """The other tests exercise the build this CPU picks; the other must give the same."""
-    from fastnn.backends.cython import _kernels as generic
-
-    if not generic.cpu_has_avx2_fma():
-        pytest.skip("this CPU runs only the generic build")
-    avx2 = pytest.importorskip("fastnn.backends.cython._kernels_v3")
-    rng = np.random.default_rng(11)
-    n, sizes = 300, (200, 128, 10)
-    X = _mnist_like(rng, n, sizes[0], np.float64)
-    y = rng.integers(0, sizes[-1], n).astype(np.int64)
-    results = []
-    for build in (generic, avx2):
-        for batch_size, act in ((1, C.RELU), (32, C.GELU), (300, C.ELU)):
-            ws = make_workspace(sizes, [act, C.IDENTITY], C.LOSS_CROSS_ENTROPY, C.OPT_ADAM,
-                                batch_size, np.float64, seed=3)  # fmt: skip
-            losses = np.zeros(-(-n // batch_size))
-            done, steps = build.train_epoch(ws, X, y, np.arange(n), batch_size, losses, 1,
-                                            np.zeros(generic.THREAD_STATS),
-                                            build.new_scratch(ws))  # fmt: skip
-            assert done == steps == len(losses)
-            results.append([losses, *ws.weights, *ws.biases])
-    half = len(results) // 2
-    for got, want in zip(results[half:], results[:half], strict=True):
-        for a, b in zip(got, want, strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-
-
-def test_threads_or_not_changes_no_number():
-    """Whichever mode the epoch's timing picks, threads or one chunk after another, it computes
-    the very same numbers."""
-    rng = np.random.default_rng(5)
-    n, sizes = 512, (300, 160, 10)
-    X = _mnist_like(rng, n, sizes[0], np.float32)
-    X[:256] += rng.random((256, sizes[0])).astype(np.float32)  # one dense batch: the BLAS path
-    y = rng.integers(0, 10, n).astype(np.int64)
-    finals = []
-    # Timings that make serial, then parallel, the clear winner for every batch of the epoch.
-    for stats in ([1e-9, 1.0, 1e9, 0, 0, 9], [1.0, 1e-9, 1e9, 0, 0, 9]):
-        ws = make_workspace(sizes, [C.SILU, C.IDENTITY], C.LOSS_CROSS_ENTROPY, C.OPT_SGD, 256,
-                            np.float32, seed=3)  # fmt: skip
-        losses = np.zeros(2)
-        timing, scratch = np.array(stats, float), cy._kernels.new_scratch(ws)
-        cy._kernels.train_epoch(ws, X, y, np.arange(n), 256, losses, 2, timing, scratch)
-        finals.append([losses, *ws.weights, *ws.biases, *ws.dW])
-    for got, want in zip(finals[1], finals[0], strict=True):
-        np.testing.assert_array_equal(got, want)
-
-
-def test_both_modes_get_timed(threads):
-    if not cy.HAS_OPENMP:
-        pytest.skip("built without OpenMP: one thread, nothing to time")
-    rng = np.random.default_rng(6)
-    threads(2)  # through the public function: both modes get timed, from scratch
-    ws = _small_workspace(batch_size=16)
-    X = rng.standard_normal((160, 6)).astype(np.float32)
-    cy.train_epoch(ws, X, rng.integers(0, 3, 160), np.arange(160), 16, np.zeros(10))
-    timing = cy._thread_stats[ws][2]
-    assert timing[0] > 0 and timing[1] > 0  # seconds per row, serial and on threads
-
-
-def test_parallel_fits_leave_blas_and_numpy_alone(threads):
-    """NumPy work in one thread while two Cython fits run in two others: the BLAS thread count
-    every thread sees, before, during and after, and the NumPy results are those of NumPy alone,
-    and each fit gives what it gives on its own (issue 16, item 7)."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-
-    def blas_threads():
-        info = threadpoolctl.threadpool_info()
-        return sorted((i["filepath"], i["num_threads"]) for i in info if i["user_api"] == "blas")
-
-    threads(2)
-    rng = np.random.default_rng(9)
-    A = rng.standard_normal((300, 300))
-    alone = A @ A
-    X = rng.standard_normal((2000, 120)).astype(np.float32)  # dense: BLAS products in the epoch
-    y = rng.integers(0, 10, 2000).astype(np.int64)
-    args = {"X": X, "y": y, "batch_size": 64, "epochs": 8, "sizes": (120, 64, 10),
-            "acts": [C.RELU, C.IDENTITY], "loss": C.LOSS_CROSS_ENTROPY,
-            "optimizer": C.OPT_SGD}  # fmt: skip
-    sequential = {seed: _fit(seed=seed, **args) for seed in (1, 2)}
-    before = blas_threads()
-    parallel, seen, same = {}, [], []
-    started, stop = threading.Event(), threading.Event()
-
-    def numpy_work():
-        while not stop.is_set():
-            seen.append(blas_threads())
-            same.append(np.array_equal(A @ A, alone))
-            started.set()
-
-    def fit(seed):
-        parallel[seed] = _fit(seed=seed, **args)
-
-    watcher = threading.Thread(target=numpy_work)
-    watcher.start()
-    started.wait(30)
-    fits = [threading.Thread(target=fit, args=(seed,)) for seed in (1, 2)]
-    for t in fits:
-        t.start()
-    for t in fits:
-        t.join()
-    stop.set()
-    watcher.join()
-    assert blas_threads() == before
-    assert len(seen) > 1 and all(s == before for s in seen), seen
-    assert all(same)
-    for seed in (1, 2):
-        for got, want in zip(parallel[seed], sequential[seed], strict=True):
-            np.testing.assert_array_equal(got, want)

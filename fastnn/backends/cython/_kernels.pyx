@@ -15,6 +15,7 @@ from libc.stdlib cimport calloc, free, malloc
 
 import numpy as np
 
+from .blas cimport fastnn_dgemm_t, fastnn_own_dgemm, fastnn_own_sgemm, has_own_blas, fastnn_sgemm_t
 from .codes cimport compiled_codes, needs_z
 from .dense cimport dense_backward_kernel, dense_forward_kernel
 from .epoch cimport Epoch, Layer, train_epoch_kernel
@@ -72,10 +73,27 @@ cdef check_blas_dims(Py_ssize_t n, Py_ssize_t d, Py_ssize_t k):
         raise ValueError(f"array dimensions ({n}, {d}, {k}) exceed the BLAS int limit")
 
 
-# The single-batch kernels use no OpenMP team: BLAS keeps its own threads.
+# The single-batch kernels use no OpenMP team, and scipy's BLAS with the process's threads.
 cdef Team SERIAL_TEAM
 SERIAL_TEAM.size = 1
 SERIAL_TEAM.parallel = False
+SERIAL_TEAM.own_blas = False
+
+
+def set_own_blas(size_t sgemm_address, size_t dgemm_address):
+    """Route the epoch's BLAS products to the single-threaded gemm at these addresses (the
+    backend's own BLAS handle, ``own_blas.py``); zeros clear it (scipy's BLAS, outside the
+    team)."""
+    global fastnn_own_sgemm, fastnn_own_dgemm
+    if (sgemm_address == 0) != (dgemm_address == 0):
+        raise ValueError("set both gemm addresses or neither")
+    fastnn_own_sgemm = <fastnn_sgemm_t>sgemm_address
+    fastnn_own_dgemm = <fastnn_dgemm_t>dgemm_address
+
+
+def uses_own_blas():
+    """Whether the epoch calls the own single-threaded BLAS handle (split over its team)."""
+    return bool(has_own_blas())
 
 
 # Dense layer -----------------------------------------------------------------------------------
@@ -241,6 +259,7 @@ def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t
     e.n_layers = ws.n_layers
     e.loss, e.optimizer = ws.loss, ws.optimizer
     e.team.size, e.team.parallel, e.stats = nthreads, False, &stats[0]
+    e.team.own_blas = has_own_blas()
     e.hyper = &hyper[0]
     e.x_batch, e.y_batch, e.targets = data(ws.x_batch), data(ws.y_batch), data(targets)
     e.order, e.n_order, e.batch_size = &order[0], order.shape[0], batch_size

@@ -7,11 +7,12 @@ A. Two paths per product (``sparse.use_loops`` decides, batch by batch, from the
    Large dense batches go to BLAS (``blas.gemm``), with the bias and activation in one pass
    over each output row afterwards. Small batches (fewer than ``SMALL_ROWS`` rows) and sparse
    inputs (MNIST pixels are ~81% zeros) take the zero-skipping loops of ``sparse.pxd``.
-B. Threads: the team (``team.pxd``) splits the loops only: rows (forward) or features (dW), one
-   contiguous chunk per thread with ``prange``, each chunk writing whole rows, so the results
-   are the same in any split. A BLAS product always runs whole on the calling thread, outside
-   the team, with the threads the process gave BLAS; fastnn never limits them (that would be a
-   process-wide setting, seen by every other thread).
+B. Threads: the team (``team.pxd``) splits the loops into rows (forward, grad_x) or features
+   (dW), one contiguous chunk per thread with ``prange``, each chunk writing whole rows. With
+   the backend's own BLAS handle (``blas.pxd``, one thread per call) the BLAS products are
+   split the same way and each chunk calls BLAS itself; without it a product runs whole on the
+   calling thread, outside the team, with the threads the process gave scipy's BLAS. fastnn
+   never limits those (a process-wide setting, seen by every other thread).
 C. A fused plain-SGD update (``sgd``) subtracts ``lr * dW[i, :]`` from ``W[i, :]`` as soon as
    that row is complete, while it is in L1; input gradients are computed before dW for that
    reason (they need the old W).
@@ -36,10 +37,14 @@ from .team cimport Team, n_chunks
 
 
 # Forward -----------------------------------------------------------------------------------
-cdef inline void bias_act_rows(Py_ssize_t lo, Py_ssize_t hi, const floating* b, Py_ssize_t k,
-                               int act, floating alpha, floating* z,
-                               floating* out) noexcept nogil:
+cdef inline void forward_blas_rows(const floating* x, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t d,
+                                   const floating* W, Py_ssize_t k, const floating* b, int act,
+                                   floating alpha, floating* z, floating* out,
+                                   bint own) noexcept nogil:
+    """Rows lo..hi of act(x @ W + b) through BLAS, the epilogue while the rows are in cache."""
     cdef Py_ssize_t r
+    gemm(own, False, False, <int>(hi - lo), <int>k, <int>d, <floating>1, x + lo * d, <int>d,
+         W, <int>k, <floating>0, out + lo * k, <int>k)
     for r in range(lo, hi):
         bias_act_row(out + r * k, b, k, act, alpha, NULL if z == NULL else z + r * k)
 
@@ -57,30 +62,34 @@ cdef inline void dense_forward_kernel(const floating* x, Py_ssize_t n, Py_ssize_
     if loops:
         forward_loops(x, n, d, W, k, b, act, alpha, z, out, csr, team)
         return
-    gemm(False, False, <int>n, <int>k, <int>d, <floating>1, x, <int>d, W, <int>k,
-         <floating>0, out, <int>k)
-    nt = n_chunks(n * k, n, team.size)  # the epilogue: worth threads for huge batches only
+    if not team.own_blas:
+        forward_blas_rows(x, 0, n, d, W, k, b, act, alpha, z, out, False)
+        return
+    nt = n_chunks(n * d * k, n, team.size)
     if nt == 1 or not team.parallel:
-        bias_act_rows(0, n, b, k, act, alpha, z, out)
+        for t in range(nt):
+            forward_blas_rows(x, n * t // nt, n * (t + 1) // nt, d, W, k, b, act, alpha, z, out,
+                              True)
         return
     for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
-        bias_act_rows(n * t // nt, n * (t + 1) // nt, b, k, act, alpha, z, out)
+        forward_blas_rows(x, n * t // nt, n * (t + 1) // nt, d, W, k, b, act, alpha, z, out,
+                          True)
 
 
 # Backward ----------------------------------------------------------------------------------
-cdef inline void grad_x_product(const floating* delta, Py_ssize_t n, Py_ssize_t k,
-                                const floating* W, Py_ssize_t d, floating* grad_x,
-                                bint loops) noexcept nogil:
-    """grad_x (n, d) = delta (n, k) @ W.T: dot products for tiny batches, else BLAS."""
+cdef inline void grad_x_rows(Py_ssize_t lo, Py_ssize_t hi, const floating* delta, Py_ssize_t k,
+                             const floating* W, Py_ssize_t d, floating* grad_x, bint loops,
+                             bint own) noexcept nogil:
+    """Rows lo..hi of grad_x = delta @ W.T (dot products for tiny batches, else BLAS)."""
     cdef Py_ssize_t r, i, j
     cdef floating acc
     cdef const floating* dr
     cdef const floating* wi
     if not loops:
-        gemm(False, True, <int>n, <int>d, <int>k, <floating>1, delta, <int>k, W, <int>k,
-             <floating>0, grad_x, <int>d)
+        gemm(own, False, True, <int>(hi - lo), <int>d, <int>k, <floating>1, delta + lo * k,
+             <int>k, W, <int>k, <floating>0, grad_x + lo * d, <int>d)
         return
-    for r in range(n):
+    for r in range(lo, hi):
         dr = delta + r * k
         for i in range(d):
             wi = W + i * k
@@ -88,6 +97,15 @@ cdef inline void grad_x_product(const floating* delta, Py_ssize_t n, Py_ssize_t 
             for j in range(k):
                 acc += dr[j] * wi[j]
             grad_x[r * d + i] = acc
+
+
+cdef inline void dw_blas_rows(Py_ssize_t f0, Py_ssize_t f1, const floating* x, Py_ssize_t n,
+                              Py_ssize_t d, const floating* delta, Py_ssize_t k, floating* dW,
+                              bint own) noexcept nogil:
+    # x[:, f0:f1].T @ delta: the column block of x is a strided (n, f1 - f0) matrix, lda = d;
+    # BLAS reads it with a transpose flag, no copy.
+    gemm(own, True, False, <int>(f1 - f0), <int>k, <int>n, <floating>1, x + f0, <int>d,
+         delta, <int>k, <floating>0, dW + f0 * k, <int>k)
 
 
 cdef inline void delta_and_db(const floating* z, const floating* a, floating* grad, Py_ssize_t n,
@@ -116,15 +134,28 @@ cdef inline void dense_backward_kernel(const floating* x, Py_ssize_t n, Py_ssize
     ``csc`` NULL takes the BLAS path for dW; otherwise the pattern of x drives the loops.
     ``sgd`` (loops only) also applies ``W -= lr * dW`` row by row. ``dirty``: ``sparse.pxd``.
     """
+    cdef Py_ssize_t t
+    cdef int nt
     cdef bint loops = csc != NULL
+    cdef bint own = team.own_blas
     delta_and_db(z, a, grad, n, k, act, alpha, db)
     if grad_x != NULL:
-        grad_x_product(grad, n, k, W, d, grad_x, loops)
+        nt = n_chunks(n * d * k, n, team.size) if own and not loops else 1
+        if nt == 1 or not team.parallel:
+            for t in range(nt):
+                grad_x_rows(n * t // nt, n * (t + 1) // nt, grad, k, W, d, grad_x, loops, own)
+        else:
+            for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+                grad_x_rows(n * t // nt, n * (t + 1) // nt, grad, k, W, d, grad_x, loops, own)
     if loops:
         dw_sparse(x, n, d, grad, k, csc, dW, dirty, W, sgd, lr, False, team)
         return
     if dirty != NULL:
         memset(dirty, 1, d)  # BLAS wrote every row: any may be non-zero now
-    # x.T @ delta: BLAS reads x with a transpose flag, no copy.
-    gemm(True, False, <int>d, <int>k, <int>n, <floating>1, x, <int>d, grad, <int>k,
-         <floating>0, dW, <int>k)
+    nt = n_chunks(n * d * k, d, team.size) if own else 1
+    if nt == 1 or not team.parallel:
+        for t in range(nt):
+            dw_blas_rows(d * t // nt, d * (t + 1) // nt, x, n, d, grad, k, dW, own)
+    else:
+        for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+            dw_blas_rows(d * t // nt, d * (t + 1) // nt, x, n, d, grad, k, dW, own)

@@ -1,12 +1,15 @@
 # cython: language_level=3
 """The thread team of the epoch: how work is split, and whether the chunks run on threads.
 
-A ``Team`` splits the zero-skipping loops (``sparse.pxd``) and the optimizer updates into
-``size`` chunks, run on ``size`` OpenMP threads when ``parallel``, else one after the other. It
-never calls BLAS: every BLAS product runs whole on the calling thread, outside any parallel
-region, with the threads the process gave BLAS (fastnn never changes them: a BLAS thread limit
-is process-wide state that other threads see). Inside the team BLAS would either oversubscribe
-the cores or need exactly such a limit (DESIGN.md, "OpenMP spinning starves BLAS").
+A ``Team`` splits work into ``size`` chunks, run on ``size`` OpenMP threads when ``parallel``,
+else one after the other: the zero-skipping loops (``sparse.pxd``), the optimizer updates and,
+with ``own_blas``, the BLAS products, each chunk calling the backend's own single-threaded BLAS
+handle (``blas.pxd``). One thread pool, never two: OpenMP workers spinning after a ``prange``
+starve BLAS's own threads (DESIGN.md, 25x), and BLAS threads inside the team would
+oversubscribe the cores. Without ``own_blas`` (no ``scipy-openblas32``) the team never calls
+BLAS: every product runs whole on the calling thread, outside any parallel region, with the
+threads the process gave scipy's BLAS. fastnn never changes those (a process-wide limit is
+seen by every other thread).
 
 Whether the chunks run on threads is decided by timing batches in both modes.
 
@@ -47,9 +50,10 @@ cdef enum:
 cdef struct Team:
     # How work is split: into ``size`` chunks (the configured thread count), run on ``size``
     # OpenMP threads when ``parallel``, else one after the other. Chunks hold whole rows of the
-    # results, so neither field changes a number.
+    # results, so ``parallel`` changes no number.
     int size
     bint parallel
+    bint own_blas  # BLAS products split over the team through the own single-threaded handle
 
 
 cdef inline int n_chunks(Py_ssize_t work, Py_ssize_t items, int size) noexcept nogil:
