@@ -166,8 +166,8 @@ _TRUSTED = SimpleNamespace(
 globals().update(bind(NAME, _TRUSTED))
 
 __all__ = [
-    "NAME", "BUILD", "FUSED_LAYERS", "HAS_OPENMP", "adam_update", "uses_own_blas", "binary_cross_entropy",
+    "NAME", "BUILD", "FUSED_LAYERS", "HAS_OPENMP", "adam_update", "binary_cross_entropy",
     "dense_backward", "dense_forward", "get_num_threads", "kl_divergence", "momentum_update",
     "mse", "set_num_threads", "sgd_update", "softmax_cross_entropy", "softmax_cross_entropy_soft",
-    "train_epoch",
+    "train_epoch", "uses_own_blas",
 ]  # fmt: skip
