@@ -252,8 +252,10 @@ def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t
     for name, (size, dtype) in _scratch_sizes(ws).items():
         if scratch[name].shape != (size,) or scratch[name].dtype != dtype:
             raise ValueError("scratch was made for another workspace")
-    for W in ws.weights:
+    for l, W in enumerate(ws.weights):
         check_blas_dims(batch_size, W.shape[0], W.shape[1])
+        if needs_z(ws.acts[l]) and ws.preacts[l].shape[0] < ws.batch_size:
+            raise ValueError(f"layer {l} keeps z: ws.preacts[{l}] needs {ws.batch_size} rows")
     if order.shape[0] == 0:
         return 0, 0
     e.n_layers = ws.n_layers
