@@ -17,9 +17,8 @@ from .callbacks import Callback, ProgressBar
 from .callbacks_extra import EarlyStopping, ModelCheckpoint
 from .errors import TrainingDivergedError
 from .history import History
-from .io import load
-from .layers import Dense
-from .model import Sequential
+from .layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D
+from .model import Sequential, load
 from .optimizers import SGD, Adam
 from .perceptron import Perceptron
 from .threads import get_num_threads, set_num_threads
@@ -27,9 +26,13 @@ from .threads import get_num_threads, set_num_threads
 __all__ = [
     "Adam",
     "Callback",
+    "Conv2D",
     "Dense",
+    "Dropout",
     "EarlyStopping",
+    "Flatten",
     "History",
+    "MaxPool2D",
     "ModelCheckpoint",
     "Perceptron",
     "ProgressBar",

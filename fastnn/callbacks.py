@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .history import History
-    from .model import Sequential
 
 
 class Callback:
@@ -29,7 +28,7 @@ class Callback:
     #: True makes ``fit`` run each epoch in slices so that ``on_progress`` is called.
     wants_progress = False
 
-    def set_context(self, model: Sequential, history: History, params: dict[str, Any]) -> None:
+    def set_context(self, model: Any, history: History, params: dict[str, Any]) -> None:
         self.model = model
         self.history = history
         self.params = params

@@ -1,4 +1,4 @@
-"""The ``fastnn`` command: ``fastnn bench``, ``fastnn train``, ``fastnn info``.
+"""The ``fastnn`` command: ``fastnn bench``, ``train``, ``info``, ``export``, ``sweep``.
 
 Each subcommand lives in its own module and is imported only when used, so ``fastnn info``
 does not pay for loading the benchmark's peers.
@@ -13,6 +13,8 @@ COMMANDS = {
     "bench": ("fastnn.bench.cli", "time MNIST training: backends vs the reference and peers"),
     "train": ("fastnn.cli_train", "train an MLP on MNIST (or an .npz) and watch it learn"),
     "info": ("fastnn.cli_info", "version, backends, threads, BLAS and CPU"),
+    "export": ("fastnn.cli_export", "write a saved model (.npz) as an ONNX file"),
+    "sweep": ("fastnn.cli_sweep", "hyper-parameter search over recipe keys, on Dask or here"),
 }
 
 
@@ -20,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fastnn`` console script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        lines = ["usage: fastnn {bench,train,info} [options]", ""]
+        lines = [f"usage: fastnn {{{','.join(COMMANDS)}}} [options]", ""]
         lines += [f"  {name:<6} {help_}" for name, (_, help_) in COMMANDS.items()]
         print("\n".join(lines))
         return 0 if args else 2

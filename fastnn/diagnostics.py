@@ -27,10 +27,9 @@ and warns (``warnings.warn``, categories below, once per layer and kind in a ``f
 - ReLU units die (remedy: lower learning rate, He initialisation, leaky_relu).
 
 Cost: per layer and batch three norms, one subtraction and one copy of the weight matrix and
-one comparison of the ReLU outputs: 0.14-0.16 ms per batch for 784-512-10 (1 epoch of MNIST,
-batch 128, 469 batches: 0.07 s). Diagnostics also make ``fit`` run the per-batch loop over the
-backend's kernels instead of its fused epoch; measured together (best of 4, 2-core machine
-with other jobs running): NumPy x1.14, Numba x1.30, Cython x2.2 the time of the fused epoch.
+one comparison of the ReLU outputs; diagnostics also make ``fit`` run the per-batch loop over
+the backend's kernels instead of its fused epoch (measured costs: ``benchmarks/README.md``,
+"Measured once").
 """
 
 from __future__ import annotations
@@ -44,8 +43,7 @@ import numpy as np
 from .layers import RELU_FAMILY
 
 if TYPE_CHECKING:
-    from .backends._workspace import Workspace
-    from .model import Sequential
+    from .backends.workspace import Workspace
 
 # Thresholds, from measurements on 5,000 MNIST digits, 2 epochs: healthy ReLU/He, deep
 # tanh/Xavier and Adam nets kept the first/last gradient RMS ratio in 0.13-0.3, update ratios
@@ -94,35 +92,42 @@ class DiagnosticsRecorder:
     model : Sequential
         The model being trained (for layer activations).
     ws : Workspace
-        The training workspace: ``ws.dW`` hold the batch gradients and ``ws.outputs[i][:rows]``
-        the layer activations when :meth:`after_backward` runs; ``ws.weights`` the parameters.
+        The training workspace: each layer's ``ws.slots[i]`` holds its parameters (the first
+        one, the weights, is what the norms describe), their batch gradients and the layer
+        output ``slot.output[:rows]`` when :meth:`after_backward` runs. Layers without
+        parameters (pooling, reshaping) are skipped: ``layer`` in the records is the index
+        in ``model.layers``.
     warn : bool, default True
         Issue :class:`GradientWarning` warnings (each kind once per layer per fit).
     """
 
-    def __init__(self, model: Sequential, ws: Workspace, warn: bool = True) -> None:
+    def __init__(self, model: Any, ws: Workspace, warn: bool = True) -> None:
         self.ws = ws
         self.warn = warn
-        self.activations = [layer.activation for layer in model.layers]
+        # Only layers with parameters learn; their first parameter is the weight array.
+        self._index = [i for i, slot in enumerate(ws.slots) if slot.params]
+        self._weights = [ws.slots[i].params[0] for i in self._index]
+        self._wgrads = [ws.slots[i].grads[0] for i in self._index]
+        self._outputs = [ws.slots[i].output for i in self._index]
+        self.activations = [getattr(model.layers[i], "activation", "identity") for i in self._index]
         # The output layer's ReLU (rare) is fed to the loss; only hidden ReLUs can "die".
-        self._relu = [
-            i for i, a in enumerate(self.activations[:-1]) if a in RELU_FAMILY
-        ]
-        self._before = [w.copy() for w in ws.weights]
-        self._diff = [np.empty_like(w) for w in ws.weights]
+        self._relu = [j for j, a in enumerate(self.activations[:-1]) if a in RELU_FAMILY]
+        self._before = [w.copy() for w in self._weights]
+        self._diff = [np.empty_like(w) for w in self._weights]
         self._pending = False  # True once _before holds the weights of a batch not yet updated
         self._warned: set[tuple[str, int]] = set()
         self._start_epoch()
 
     def _start_epoch(self) -> None:
-        n = self.ws.n_layers
+        n = len(self._index)
         self._grad_sum = np.zeros(n)
         self._grad_max = np.zeros(n)
         self._ratio_sum = np.zeros(n)
         self._batches = 0
         self._updates = 0
-        self._active = {i: np.zeros(self.ws.weights[i].shape[1], dtype=bool) for i in self._relu}
-        self._start_norms = [_norm(w) for w in self.ws.weights]
+        # One flag per unit: a dense neuron or a convolution's output channel (axis 1).
+        self._active = {j: np.zeros(self._outputs[j].shape[1], dtype=bool) for j in self._relu}
+        self._start_norms = [_norm(w) for w in self._weights]
 
     def after_backward(self, batch_index: int, rows: int) -> None:
         """Record the batch whose gradients are in the workspace (called before its update).
@@ -132,22 +137,21 @@ class DiagnosticsRecorder:
         batch_index : int
             Index of the batch (unused: the recorder keeps its own count).
         rows : int
-            Samples in the batch: the valid rows of ``ws.outputs[i]``.
+            Samples in the batch: the valid rows of each layer's output.
         """
-        ws = self.ws
         measure_update = self._pending
-        for i in range(ws.n_layers):
-            g = _norm(ws.dW[i])
+        for i, W in enumerate(self._weights):
+            g = _norm(self._wgrads[i])
             self._grad_sum[i] += g
             self._grad_max[i] = max(self._grad_max[i], g)
-            W = ws.weights[i]
             if measure_update:
                 # _before holds W as it was before the previous batch's update.
                 np.subtract(W, self._before[i], out=self._diff[i])
                 self._ratio_sum[i] += _norm(self._diff[i]) / max(_norm(self._before[i]), 1e-12)
             self._before[i][...] = W
-        for i, active in self._active.items():
-            active |= (ws.outputs[i][:rows] > 0).any(axis=0)
+        for j, active in self._active.items():
+            out = self._outputs[j][:rows]
+            active |= (out > 0).any(axis=tuple(a for a in range(out.ndim) if a != 1))
         self._batches += 1
         self._updates += measure_update
         self._pending = True
@@ -168,18 +172,17 @@ class DiagnosticsRecorder:
             ``weight_norm``, ``update_ratio`` (None before the first measured step) and
             ``dead_fraction`` (None for non-ReLU layers). JSON-serializable.
         """
-        ws = self.ws
         batches = max(self._batches, 1)
         layers = []
-        for i in range(ws.n_layers):
+        for i, W in enumerate(self._weights):
             grad = float(self._grad_sum[i] / batches)
             layers.append({
-                "layer": i,
+                "layer": self._index[i],
                 "activation": self.activations[i],
                 "grad_norm": grad,
                 "grad_max": float(self._grad_max[i]),
-                "grad_rms": grad / math.sqrt(ws.weights[i].size),
-                "weight_norm": _norm(ws.weights[i]),
+                "grad_rms": grad / math.sqrt(W.size),
+                "weight_norm": _norm(W),
                 "update_ratio": (float(self._ratio_sum[i] / self._updates)
                                  if self._updates else None),
                 "dead_fraction": (float(1.0 - self._active[i].mean())
@@ -194,7 +197,7 @@ class DiagnosticsRecorder:
         remedy = "remedy: lower the learning rate or set clip_grad_norm"
         if not (math.isfinite(s["grad_norm"]) and math.isfinite(s["weight_norm"])):
             return f"{name}: gradients or weights are not finite; {remedy}"
-        growth = s["weight_norm"] / max(self._start_norms[i], 1e-12)
+        growth = s["weight_norm"] / max(self._start_norms[self._index.index(i)], 1e-12)
         if growth > EXPLODING_GROWTH:
             return f"{name}: the weight norm grew x{growth:.3g} in one epoch; the gradients " \
                    f"explode; {remedy}"  # fmt: skip

@@ -4,19 +4,23 @@ File layout (a NumPy ``.npz``, i.e. a zip of ``.npy`` arrays, written without pi
 
 ``__fastnn__``
     0-d unicode array holding a JSON record: ``format`` ("fastnn.Sequential"),
-    ``format_version``, ``fastnn_version``, ``dtype``, ``seed``, ``layers`` (the ``Dense``
-    constructor arguments), ``loss`` (name or null), ``mse_labels``, ``optimizer`` (class name,
-    hyper-parameters, ``step`` and the number of state arrays, or null), and ``arrays``: for
-    every array its shape, dtype and the SHA-256 of its bytes.
+    ``format_version``, ``fastnn_version``, ``dtype``, ``seed``, ``input_shape`` (one sample,
+    since version 2), ``layers`` (per layer its ``config()`` plus ``"kind"``, the layer
+    registry's name; version 1 files hold dense layers without ``"kind"``), ``loss`` (name or
+    null), ``mse_labels``, ``optimizer`` (class name, hyper-parameters, ``step`` and the number
+    of state arrays, or null), and ``arrays``: for every array its shape, dtype and SHA-256.
 ``W0, b0, W1, b1, ...``
-    The parameters.
+    The parameters: each layer's ``param_names`` followed by the layer's index.
 ``opt0, opt1, ...``
     Optimizer state in the order of ``Workspace.state_arrays()`` (when saved).
 
-Safety: the file is written to a temporary file in the same directory and renamed into place
-(a crash never leaves half a model under the final name); it is read with
-``allow_pickle=False``, so loading never runs code; every field of the record, every shape,
-dtype and checksum is verified, and any problem raises :class:`ModelFileError`.
+Safety: the file is written through an anonymous (``O_TMPFILE``) or pid-named temporary file in
+the same directory and renamed into place (``fastnn._atomic``): a crash never leaves half a model
+under the final name, and a later save removes what a killed save left. It is read member by
+member (``fastnn._npz``): names and declared sizes are checked against the record and a size
+limit before anything is decompressed, nothing is unpickled, so loading never runs code; every
+field of the record, every shape, dtype and checksum is verified, and any problem raises
+:class:`ModelFileError`.
 """
 
 from __future__ import annotations
@@ -24,21 +28,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .layers import Dense
+from . import _npz
+from ._atomic import write_atomic
+from ._validation import check_positive
+from .layers import LAYERS, Layer, layer_from_config
 from .losses import get_loss
-from .model import Sequential
 from .optimizers import SGD, Adam, Optimizer
 
 FORMAT = "fastnn.Sequential"
-FORMAT_VERSION = 1
+# 1: dense layers only.  2: a "kind" per layer record and the model's "input_shape".
+FORMAT_VERSION = 2
 META_KEY = "__fastnn__"
 _FLOAT_DTYPES = ("float32", "float64")
+DEFAULT_MAX_BYTES = 2 * 2**30
 
 
 class ModelFileError(ValueError):
@@ -61,12 +70,14 @@ def _optimizer_record(opt: Optimizer, n_state: int) -> dict[str, Any]:
     return record
 
 
-def save(model: Sequential, path: str | os.PathLike[str], include_optimizer: bool = True) -> None:
+def save(model: Any, path: str | os.PathLike[str], include_optimizer: bool = True) -> None:
     """Write ``model`` (architecture, weights, loss and optionally optimizer state) to ``path``.
 
     Parameters
     ----------
     model : Sequential
+        A built model (this module reads its ``layers``, ``dtype``, ``seed``, ``input_shape``,
+        ``loss`` and ``optimizer``).
     path : str or path-like
         Destination, used exactly as given (no suffix is added; ``.npz`` is customary).
     include_optimizer : bool, default True
@@ -76,7 +87,8 @@ def save(model: Sequential, path: str | os.PathLike[str], include_optimizer: boo
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
     for i, layer in enumerate(model.layers):
-        arrays[f"W{i}"], arrays[f"b{i}"] = layer.W, layer.b
+        for name, param in zip(layer.param_names, layer.parameters(), strict=True):
+            arrays[f"{name}{i}"] = param
     opt_record = None
     opt = model.optimizer
     if include_optimizer and opt is not None:
@@ -90,26 +102,20 @@ def save(model: Sequential, path: str | os.PathLike[str], include_optimizer: boo
         "fastnn_version": _version(),
         "dtype": str(model.dtype),
         "seed": model.seed,
-        "layers": [layer.config() for layer in model.layers],
+        "input_shape": list(model.input_shape),
+        "layers": [{"kind": layer.kind, **layer.config()} for layer in model.layers],
         "loss": None if model.loss is None else model.loss.name,
         "mse_labels": bool(getattr(model, "_mse_labels", False)),
         "optimizer": opt_record,
-        "arrays": {k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _digest(a)}
-                   for k, a in arrays.items()},  # fmt: skip
+        "arrays": {
+            k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _digest(a)}
+            for k, a in arrays.items()
+        },
     }
     payload = {META_KEY: np.array(json.dumps(meta)), **arrays}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # os.open with 0o666 honours the umask (tempfile.mkstemp would force 0o600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Anonymous file + link + rename where possible, else a pid-named temporary file; either
+    # way a reader sees the old or the new model, and debris of killed saves is removed.
+    write_atomic(path, lambda f: np.savez(f, **payload))
 
 
 def _version() -> str:
@@ -118,45 +124,52 @@ def _version() -> str:
     return __version__
 
 
-def load(path: str | os.PathLike[str]) -> Sequential:
-    """Read a model written by :func:`save` (or ``Sequential.save``).
+def read(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> SavedModel:
+    """Read and check a model file written by :func:`save` (``fastnn.load`` builds the model).
+
+    Nothing is decompressed before the member names and their declared sizes have been checked
+    against the record and against ``max_bytes``, so a small malicious file cannot make this
+    allocate much memory or spend much time; nothing is unpickled.
 
     Parameters
     ----------
     path : str or path-like
+    max_bytes : int, default 2 GiB
+        Largest total size of the arrays (weights and optimizer state) the file may declare.
+        Raise it to load a model larger than this.
 
     Returns
     -------
-    Sequential
-        Same layers, weights, dtype and loss (so ``predict`` and ``predict_proba`` give the same
-        results); ``model.optimizer`` restored with its state when it was saved.
+    SavedModel
+        The layers (new, unbuilt), dtype, seed, input shape, weights, loss and optimizer (with
+        its state when it was saved); ``restore_into`` copies them into a built model, so that
+        ``predict`` and ``predict_proba`` give the same results as before ``save``.
 
     Raises
     ------
     FileNotFoundError
         No file at ``path``.
+    IsADirectoryError
+        ``path`` is a directory.
     ModelFileError
-        Not a fastnn model file, or truncated, corrupted or modified.
+        Not a fastnn model file (not a zip, or a zip without a fastnn record), or truncated,
+        corrupted, modified, or larger than ``max_bytes``.
     """
     path = Path(path)
+    max_bytes = check_positive("max_bytes", max_bytes, integer=True)
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a directory, not a model file")
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {str(path)!r}")
     try:
-        npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):  # a .npy array
-            raise ModelFileError(f"{path} is not a fastnn model file (.npy, not .npz)")
-        with npz:
-            names = set(npz.files)
-            if META_KEY not in names:
-                raise ModelFileError(f"{path} is an .npz file but not a fastnn model "
-                                     f"(no {META_KEY!r} record)")  # fmt: skip
-            meta = _parse_meta(npz[META_KEY], path)
-            arrays = {name: npz[name] for name in names - {META_KEY}}
+        meta, arrays = _read_checked(path, max_bytes)
+    except _npz.NpzError as exc:
+        raise ModelFileError(str(exc)) from None
     except ModelFileError:
         raise
     except Exception as exc:
-        # Pickled objects (allow_pickle=False), bad zip data, truncation, CRC mismatch, and a
-        # corrupted .npy header, whose parser can fail in many ways (tokenize, syntax, Unicode).
+        # Bad zip data, truncation, CRC mismatch, and a corrupted .npy header, whose parser
+        # can fail in many ways (tokenize, syntax, Unicode).
         raise ModelFileError(
             f"{path} is not a readable fastnn model file: {type(exc).__name__}: {exc}"
         ) from exc
@@ -168,11 +181,44 @@ def load(path: str | os.PathLike[str]) -> Sequential:
         raise ModelFileError(f"{path}: invalid model record: {type(exc).__name__}: {exc}") from exc
 
 
-def _parse_meta(raw: np.ndarray, path: Path) -> dict[str, Any]:
-    if raw.shape != () or raw.dtype.kind != "U":
-        raise ModelFileError(f"{path}: the {META_KEY!r} record is not a JSON string")
+def _read_checked(path: Path, max_bytes: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The record and the arrays of ``path``, each size checked before it is decompressed."""
+    _npz.check_is_zip(path)
+    with zipfile.ZipFile(path) as zf:
+        found = _npz.members(zf, path, META_KEY)
+        meta = _parse_meta(_npz.read_record(zf, found.pop(META_KEY), path), path)
+        expected = _declared_arrays(meta, path)
+        if set(expected) != set(found):
+            raise ModelFileError(
+                f"{path}: arrays {sorted(found)} do not match the record {sorted(expected)}"
+            )
+        _npz.check_declared_sizes(found, expected, path, max_bytes)
+        arrays = {
+            key: _npz.read_member(zf, found[key], path, _FLOAT_DTYPES, shape)
+            for key, (shape, _) in expected.items()
+        }
+    return meta, arrays
+
+
+def _declared_arrays(meta: dict[str, Any], path: Path) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """``{name: (shape, dtype)}`` from the record, every field checked."""
+    declared = meta.get("arrays")
+    if not isinstance(declared, dict):
+        raise ModelFileError(f"{path}: the record has no valid 'arrays' table")
+    out = {}
+    for name, info in declared.items():
+        shape = info.get("shape") if isinstance(info, dict) else None
+        dtype = info.get("dtype") if isinstance(info, dict) else None
+        if not (isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)
+                and dtype in _FLOAT_DTYPES):  # fmt: skip
+            raise ModelFileError(f"{path}: invalid record entry for array {name!r}: {info!r}")
+        out[name] = (tuple(shape), np.dtype(dtype))
+    return out
+
+
+def _parse_meta(raw: str, path: Path) -> dict[str, Any]:
     try:
-        meta = json.loads(str(raw))
+        meta = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{path}: the {META_KEY!r} record is not valid JSON") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -205,41 +251,95 @@ def _check_arrays(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Pat
                                  "(the file was modified or corrupted)")  # fmt: skip
 
 
-def _build(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> Sequential:
-    _check_arrays(meta, arrays, path)
+@dataclass
+class SavedModel:
+    """What a model file holds, checked, before a ``Sequential`` is built from it."""
+
+    layers: list[Layer]
+    dtype: str
+    seed: int | None
+    input_shape: tuple[int, ...] | None
+    weights: list[np.ndarray]
+    loss: Any
+    mse_labels: bool
+    optimizer: Optimizer | None
+
+    def restore_into(self, model: Any) -> None:
+        """Copy the weights, loss and optimizer into ``model`` (built from ``self.layers``)."""
+        model.set_weights(self.weights)
+        model.loss = self.loss
+        model._mse_labels = self.mse_labels
+        model.optimizer = self.optimizer
+
+
+def _layer_records(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> list:
     configs = meta["layers"]
     if not isinstance(configs, list) or not configs:
         raise ModelFileError(f"{path}: the record has no layers")
-    allowed = {"in_features", "out_features", "activation", "init", "negative_slope"}
     layers = []
     for i, cfg in enumerate(configs):
-        if not isinstance(cfg, dict) or not set(cfg) <= allowed:
+        if not isinstance(cfg, dict):
             raise ModelFileError(f"{path}: invalid layer record {cfg!r}")
-        # Check the sizes against the stored arrays before Sequential allocates anything.
+        cfg = dict(cfg)
+        kind = cfg.pop("kind", "dense")  # version 1 files hold dense layers only
+        if kind not in LAYERS:
+            raise ModelFileError(f"{path}: layer {i} has unknown kind {kind!r}")
+        try:
+            layer = layer_from_config(kind, cfg)
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: invalid layer record {cfg!r}: {exc}") from exc
+        # The sizes must match the stored arrays before Sequential allocates anything.
+        for name in layer.param_names:
+            if f"{name}{i}" not in arrays:
+                raise ModelFileError(f"{path}: layer {i} does not match its weight arrays")
         W = arrays.get(f"W{i}")
-        if W is None or W.shape != (cfg.get("in_features"), cfg.get("out_features")):
+        if kind == "dense" and (W is None or W.shape != (layer.in_features, layer.out_features)):
             raise ModelFileError(f"{path}: layer {i} does not match its weight array")
-        layers.append(Dense(**cfg))
+        layers.append(layer)
+    return layers
+
+
+def _build(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> SavedModel:
+    _check_arrays(meta, arrays, path)
+    layers = _layer_records(meta, arrays, path)
     seed = meta["seed"]
     if seed is not None and not isinstance(seed, int):
         raise ModelFileError(f"{path}: invalid seed {seed!r}")
     if meta["dtype"] not in _FLOAT_DTYPES:
         raise ModelFileError(f"{path}: invalid dtype {meta['dtype']!r}")
-    model = Sequential(layers, seed=seed, dtype=meta["dtype"])
-    n = len(layers)
-    if any(f"b{i}" not in arrays for i in range(n)) or len(
-        [k for k in arrays if not k.startswith("opt")]) != 2 * n:  # fmt: skip
-        raise ModelFileError(f"{path}: the parameter arrays do not match the {n} layers")
-    model.set_weights([arrays[k] for i in range(n) for k in (f"W{i}", f"b{i}")])
-    if meta["loss"] is not None:
-        model.loss = get_loss(meta["loss"])
-    model._mse_labels = bool(meta.get("mse_labels", False))
-    if meta["optimizer"] is not None:
-        model.optimizer = _build_optimizer(meta["optimizer"], arrays, path)
-    return model
+    shape = meta.get("input_shape")
+    if shape is not None and (
+        not isinstance(shape, list) or not all(isinstance(s, int) and s > 0 for s in shape)
+    ):
+        raise ModelFileError(f"{path}: invalid input_shape {shape!r}")
+    names = [f"{name}{i}" for i, layer in enumerate(layers) for name in layer.param_names]
+    if set(names) != {k for k in arrays if not k.startswith("opt")}:
+        raise ModelFileError(f"{path}: the parameter arrays do not match the {len(layers)} layers")
+    return SavedModel(
+        layers=layers, dtype=meta["dtype"], seed=seed,
+        input_shape=None if shape is None else tuple(shape),
+        weights=[arrays[k] for k in names],
+        loss=None if meta["loss"] is None else get_loss(meta["loss"]),
+        mse_labels=bool(meta.get("mse_labels", False)),
+        optimizer=None if meta["optimizer"] is None
+        else _build_optimizer(meta["optimizer"], arrays, path, _state_shapes(layers, arrays)),
+    )  # fmt: skip
 
 
-def _build_optimizer(rec: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> Optimizer:
+def _state_shapes(layers: list[Layer], arrays: dict[str, np.ndarray]) -> list[tuple[int, ...]]:
+    """Shapes of ``Workspace.state_arrays()``: two moments, each by parameter position then by
+    layer (for dense layers: all W then all b, the order of format version 1)."""
+    params = [[arrays[f"{name}{i}"].shape for name in layer.param_names]
+              for i, layer in enumerate(layers)]  # fmt: skip
+    width = max((len(p) for p in params), default=0)
+    one = [p[j] for j in range(width) for p in params if len(p) > j]
+    return one * 2
+
+
+def _build_optimizer(
+    rec: dict[str, Any], arrays: dict[str, np.ndarray], path: Path,
+    want: list[tuple[int, ...]],
+) -> Optimizer:  # fmt: skip
     kind = rec.get("type")
     if kind == "SGD":
         opt: Optimizer = SGD(lr=rec["lr"], momentum=rec["momentum"], nesterov=rec["nesterov"],
@@ -258,6 +358,11 @@ def _build_optimizer(rec: dict[str, Any], arrays: dict[str, np.ndarray], path: P
     names = [f"opt{j}" for j in range(n_state)]
     if any(name not in arrays for name in names):
         raise ModelFileError(f"{path}: optimizer state arrays are missing")
+    got = [arrays[name].shape for name in names]
+    if got and got != want:
+        # fit would drop such a state silently; a file that holds one is damaged.
+        raise ModelFileError(f"{path}: optimizer state shapes {got} do not match the "
+                             f"parameters (expected {want})")  # fmt: skip
     opt.state = [np.array(arrays[name]) for name in names] or None
     opt.step = step
     return opt

@@ -81,12 +81,22 @@ class Loss:
         return f"{type(self).__name__}()"
 
 
+def _column_of_labels(y: np.ndarray, n_outputs: int, name: str) -> None:
+    """Refuse a column (n, 1) where 1-D class labels (n,) are meant, saying so."""
+    if y.ndim == 2 and y.shape[1] == 1 and n_outputs > 1:
+        raise ValueError(
+            f"{name} class labels must be 1-D with shape (n,), got shape {y.shape}; "
+            f"pass y.ravel() (or targets of shape (n, {n_outputs}))"
+        )
+
+
 def _float_targets(y: object, n_outputs: int, dtype: np.dtype, name: str) -> np.ndarray:
     t = np.asarray(y)
     if t.dtype.kind not in "biuf":
         raise TypeError(f"{name} targets must be numbers, got dtype {t.dtype}")
     if t.ndim == 1 and n_outputs == 1:
         t = t[:, None]
+    _column_of_labels(t, n_outputs, name)
     if t.ndim != 2 or t.shape[1] != n_outputs:
         raise ValueError(f"{name} targets must have shape (n, {n_outputs}), got {t.shape}")
     t = np.ascontiguousarray(t, dtype=dtype)

@@ -1,18 +1,25 @@
-"""``Sequential``: a stack of dense layers — the multilayer perceptron."""
+"""``Sequential``: a stack of layers — the multilayer perceptron and its relatives."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 from . import _codes as C
-from ._validation import check_dtype, check_X
+from . import io
+from ._validation import check_dtype, check_seed, check_X
 from .backends import resolve_backend
+from .backends.workspace import make_slots
 from .history import History
-from .layers import Dense
+from .layers import Layer
 from .losses import Loss, get_loss
+from .metrics import accuracy, labels_of
 from .optimizers import Optimizer
+from .training import fit as _fit
 
 PREDICT_CHUNK = 4096  # rows per forward pass in predict: bounded memory, BLAS-sized work
 
@@ -22,13 +29,17 @@ class Sequential:
 
     Parameters
     ----------
-    layers : sequence of Dense
-        At least one layer; ``layers[i].out_features`` must equal ``layers[i+1].in_features``.
-        Any number of hidden layers (zero hidden layers is a single-layer network).
+    layers : sequence of Layer
+        At least one layer (``fastnn.Dense`` and the other kinds of ``fastnn.layers``). Any
+        number of hidden layers (zero hidden layers is a single-layer network).
     seed : int, optional
         Seed of the weight initialisation (and the default shuffling seed of ``fit``).
     dtype : {"float32", "float64"}, default "float32"
         Dtype of parameters and computation; inputs are converted once per ``fit``.
+    input_shape : tuple of int, optional
+        Shape of one input sample, e.g. ``(784,)``. Default: what the first layer declares
+        (a ``Dense`` its ``in_features``). Every layer is built, and its output shape checked
+        against the next layer, when the shape is known.
 
     Examples
     --------
@@ -39,25 +50,24 @@ class Sequential:
     """
 
     def __init__(
-        self, layers: Sequence[Dense], seed: int | None = None, dtype: str = "float32"
+        self,
+        layers: Sequence[Layer],
+        seed: int | None = None,
+        dtype: str = "float32",
+        input_shape: Sequence[int] | None = None,
     ) -> None:
         layers = list(layers)
         if not layers:
             raise ValueError("a Sequential needs at least one layer")
         for i, layer in enumerate(layers):
-            if not isinstance(layer, Dense):
-                raise TypeError(f"layer {i} is {type(layer).__name__}, expected fastnn.Dense")
-            if i and layer.in_features != layers[i - 1].out_features:
-                raise ValueError(
-                    f"layer {i} expects {layer.in_features} inputs but layer {i - 1} has "
-                    f"{layers[i - 1].out_features} outputs"
+            if not isinstance(layer, Layer):
+                raise TypeError(
+                    f"layer {i} is {type(layer).__name__}, expected a fastnn layer "
+                    "(fastnn.Dense or another fastnn.layers.Layer)"
                 )
         self.layers = layers
-        self.seed = seed
+        self.seed = None if seed is None else check_seed("seed", seed)
         self.dtype = check_dtype(dtype)
-        rng = np.random.default_rng(seed)
-        for layer in layers:
-            layer.initialize(rng, self.dtype)
         # Shuffling draws from its own stream, so the weights do not depend on fit's use of it.
         self._rng = np.random.default_rng(None if seed is None else [seed, 1])
         self._mse_labels = False
@@ -65,23 +75,56 @@ class Sequential:
         self.optimizer: Optimizer | None = None
         self.backend: str | None = None  # fit's backend= choice; predict and evaluate reuse it
         self.stop_training = False
+        self.input_shape: tuple[int, ...] | None = None
+        shape = input_shape if input_shape is not None else _declared_input(layers[0])
+        if shape is not None:
+            self.build(shape)
 
     # -- structure -------------------------------------------------------------------------
+    def build(self, input_shape: Sequence[int]) -> None:
+        """Build every layer for samples of ``input_shape``, drawing the initial weights.
+
+        Raises
+        ------
+        ValueError
+            Naming the first layer that cannot take the shape its predecessor gives.
+        """
+        rng = np.random.default_rng(self.seed)
+        shape = tuple(int(s) for s in input_shape)
+        self.input_shape = shape
+        for i, layer in enumerate(self.layers):
+            try:
+                shape = layer.build(shape, rng, self.dtype)
+            except ValueError as exc:
+                raise ValueError(f"layer {i}: {exc}") from None
+
+    def _require_built(self, X: np.ndarray | None = None) -> None:
+        if self.input_shape is None:
+            if X is None:
+                raise RuntimeError("the model is not built: give input_shape= or call fit first")
+            self.build(np.shape(X)[1:])
+
     @property
     def n_features(self) -> int:
-        return self.layers[0].in_features
+        self._require_built()
+        return _size(self.input_shape)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        self._require_built()
+        return self.layers[-1].output_shape
 
     @property
     def n_outputs(self) -> int:
-        return self.layers[-1].out_features
+        return _size(self.output_shape)
 
     def parameters(self) -> list[np.ndarray]:
         """The parameter arrays themselves (not copies): W0, b0, W1, b1, ..."""
-        return [p for layer in self.layers for p in (layer.W, layer.b)]
+        return [p for layer in self.layers for p in layer.parameters()]
 
     def gradients(self) -> list[np.ndarray | None]:
         """Gradients from the last ``backward``: dW0, db0, dW1, db1, ..."""
-        return [g for layer in self.layers for g in (layer.dW, layer.db)]
+        return [g for layer in self.layers for g in layer.gradients()]
 
     def get_weights(self) -> list[np.ndarray]:
         """Copies of the parameters: W0, b0, W1, b1, ..."""
@@ -103,13 +146,14 @@ class Sequential:
 
     def summary(self) -> str:
         """A table of layers, output shapes and parameter counts."""
-        rows = [f"{'layer':<28}{'output shape':<16}{'params':>10}"]
+        self._require_built()
+        rows = [f"{'layer':<28}{'output shape':<20}{'params':>10}"]
         total = 0
         for i, layer in enumerate(self.layers):
-            count = layer.in_features * layer.out_features + layer.out_features
+            count = layer.n_params()
             total += count
-            name = f"{i}: Dense({layer.activation})"
-            rows.append(f"{name:<28}{str((None, layer.out_features)):<16}{count:>10,}")
+            shape = str((None, *layer.output_shape))
+            rows.append(f"{f'{i}: {layer.describe()}':<28}{shape:<20}{count:>10,}")
         rows.append(f"total parameters: {total:,}  (dtype {self.dtype})")
         return "\n".join(rows)
 
@@ -118,19 +162,21 @@ class Sequential:
 
     # -- the teaching path: explicit forward and backward ------------------------------------
     def forward(self, X: np.ndarray) -> np.ndarray:
-        """Run every layer on ``X`` (n, n_features); returns (n, n_outputs).
+        """Run every layer on ``X`` (n, *input_shape); returns (n, *output_shape).
 
         Keeps what ``backward`` needs. The last layer's activation is applied as declared.
         """
-        out = check_X(X, self.n_features, self.dtype)
+        self._require_built(X)
+        out = check_X(X, self.input_shape, self.dtype)
         for layer in self.layers:
             out = layer.forward(out)
         return out
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        """Backpropagate dL/d(output) (n, n_outputs) through every layer.
+        """Backpropagate dL/d(output) (n, *output_shape) through every layer.
 
-        Sets each layer's ``dW`` and ``db`` and returns dL/dX, shape (n, n_features).
+        Sets each layer's parameter gradients (``dW``, ``db``, ...) and returns dL/dX,
+        shape (n, *input_shape).
         """
         for layer in reversed(self.layers):
             grad = layer.backward(grad)
@@ -139,27 +185,28 @@ class Sequential:
     # -- inference -------------------------------------------------------------------------
     def _output_activation(self) -> int:
         """Activation applied to the outputs for probabilities: the fused one, if any."""
-        declared = self.layers[-1].activation
         if self.loss is not None and self.loss.fused_activations:
             return C.ACTIVATION_CODES[self.loss.fused_activations[0]]
-        return C.ACTIVATION_CODES[declared]
+        return self.layers[-1].act_code
 
     def _forward_all(self, X: np.ndarray, last_act: int, backend: str | None = None) -> np.ndarray:
+        self._require_built(X)
         B = resolve_backend(backend or self.backend)
-        X = check_X(X, self.n_features, self.dtype)
+        return self._forward_checked(B, check_X(X, self.input_shape, self.dtype), last_act)
+
+    def _forward_checked(self, B: ModuleType, X: np.ndarray, last_act: int) -> np.ndarray:
+        """Outputs (n, n_outputs) for inputs already checked and converted, on backend ``B``."""
         n = X.shape[0]
         out = np.empty((n, self.n_outputs), dtype=self.dtype)
-        widths = [layer.out_features for layer in self.layers]
-        buffers = [np.empty((min(n, PREDICT_CHUNK), w), dtype=self.dtype) for w in widths[:-1]]
+        acts = [layer.act_code for layer in self.layers[:-1]] + [last_act]
+        slots = make_slots(self.layers, acts, min(n, PREDICT_CHUNK), self.dtype, training=False)
         for start in range(0, n, PREDICT_CHUNK):
             x = X[start : start + PREDICT_CHUNK]
             m = x.shape[0]
-            for i, layer in enumerate(self.layers):
-                last = i == len(self.layers) - 1
-                act = last_act if last else layer.act_code
-                dst = out[start : start + m] if last else buffers[i][:m]
-                B.dense_forward(x, layer.W, layer.b, act, layer.negative_slope, dst)
-                x = dst
+            for layer, slot in zip(self.layers, slots, strict=True):
+                layer.forward_into(B, x, slot, m)
+                x = slot.output[:m]
+            out[start : start + m] = x.reshape(m, -1)
         return out
 
     def _loss_input_act(self, loss: Loss | None) -> int:
@@ -194,14 +241,18 @@ class Sequential:
         outputs = self.predict_proba(X)
         if not self.is_classifier():
             return outputs
-        return _labels_of(outputs, self.loss)
+        return labels_of(outputs)
+
+    def score_outputs(self, outputs: np.ndarray, targets: np.ndarray, loss: Loss) -> float:
+        """Accuracy of ``outputs`` as ``loss`` sees them (logits where it fuses an activation)."""
+        return accuracy(outputs, targets, fused_sigmoid=bool(loss.fused_activations))
 
     def evaluate(self, X: np.ndarray, y: object, loss: str | Loss | None = None) -> dict:
         """Loss and (for classifiers) accuracy on ``(X, y)``.
 
         Parameters
         ----------
-        X : ndarray, shape (n, n_features)
+        X : ndarray, shape (n, *input_shape)
         y : array-like, labels (n,) or targets (n, n_outputs)
         loss : str or Loss, optional
             Defaults to the loss of the last ``fit`` (cross-entropy before any fit).
@@ -211,7 +262,8 @@ class Sequential:
         dict with "loss" and, for classifiers, "accuracy".
         """
         loss_obj = get_loss(loss if loss is not None else (self.loss or "cross_entropy"))
-        X = check_X(X, self.n_features, self.dtype)
+        self._require_built(X)
+        X = check_X(X, self.input_shape, self.dtype)
         y_arr = np.asarray(y)
         if len(y_arr) != len(X):
             raise ValueError(f"X has {len(X)} samples but y has {len(y_arr)}")
@@ -221,48 +273,72 @@ class Sequential:
         kernel = getattr(B, C.LOSS_KERNEL_NAMES[loss_obj.code(targets)])
         result = {"loss": float(kernel(outputs, targets, np.empty_like(outputs)))}
         if loss_obj.name != "mse" or y_arr.ndim == 1:
-            result["accuracy"] = accuracy(outputs, targets, loss_obj)
+            result["accuracy"] = self.score_outputs(outputs, targets, loss_obj)
         return result
 
-    # -- training --------------------------------------------------------------------------
-    def fit(self, X: np.ndarray, y: object, **kwargs) -> History:  # noqa: D417
+    # -- training and files ------------------------------------------------------------------
+    def fit(self, X: np.ndarray, y: object, **kwargs: Any) -> History:  # noqa: D417
         """Train the network. See :func:`fastnn.training.fit` for every argument.
 
         ``batch_size=1`` is stochastic gradient descent, ``batch_size=None`` full-batch gradient
         descent, anything in between mini-batch gradient descent.
         """
-        from .training import fit
+        self._require_built(X)
+        return _fit(self, X, y, **kwargs)
 
-        return fit(self, X, y, **kwargs)
+    def save(self, path: str | os.PathLike[str], include_optimizer: bool = True) -> None:
+        """Save architecture, weights (and optimizer state) to one ``.npz`` file
+        (see :mod:`fastnn.io` for the format)."""
+        self._require_built()
+        io.save(self, path, include_optimizer=include_optimizer)
 
-    def save(self, path: str, include_optimizer: bool = True) -> None:
-        """Save architecture, weights (and optimizer state) to one ``.npz`` file."""
-        from .io import save
+    def to_onnx(
+        self, path: str | os.PathLike[str], output: str = "logits", opset: int = 17
+    ) -> None:
+        """Write the network as an ONNX file (needs ``fastnn[onnx]``); see
+        :func:`fastnn.export.to_onnx` for the outputs, the opsets and the errors."""
+        from .export import to_onnx
 
-        save(self, path, include_optimizer=include_optimizer)
+        to_onnx(self, path, output=output, opset=opset)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, max_bytes: int = io.DEFAULT_MAX_BYTES
+    ) -> Sequential:
+        """Read a model written by :meth:`save` (any format version up to the current one).
+
+        ``max_bytes`` bounds the total size of the arrays the file may declare (checked before
+        anything is decompressed); raise it for a larger model. See :func:`fastnn.io.read`.
+        """
+        saved = io.read(path, max_bytes=max_bytes)
+        model = cls(saved.layers, seed=saved.seed, dtype=saved.dtype,
+                    input_shape=saved.input_shape)  # fmt: skip
+        saved.restore_into(model)
+        return model
 
 
-def _labels_of(probabilities: np.ndarray, loss: Loss | None) -> np.ndarray:
-    if probabilities.shape[1] == 1:
-        return (probabilities[:, 0] >= 0.5).astype(np.int64)
-    return np.argmax(probabilities, axis=1)
+def load(path: str | os.PathLike[str], *, max_bytes: int = io.DEFAULT_MAX_BYTES) -> Sequential:
+    """Read a model written by ``Sequential.save``. See :func:`fastnn.io.read` for the checks.
 
+    Parameters
+    ----------
+    path : str or path-like
+    max_bytes : int, default 2 GiB
+        Largest total size of the arrays the file may declare.
 
-def accuracy(outputs: np.ndarray, targets: np.ndarray, loss: Loss) -> float:
-    """Fraction of rows whose predicted class matches the target's class.
-
-    ``outputs`` may be logits or probabilities (arg-max is the same); binary outputs with one
-    column are thresholded at logit 0 when the loss fuses a sigmoid.
+    Returns
+    -------
+    Sequential
+        Same layers, weights, dtype and loss; ``optimizer`` restored with its state when saved.
     """
-    if targets.ndim == 1:
-        truth = targets
-    elif targets.shape[1] == 1:
-        truth = (targets[:, 0] >= 0.5).astype(np.int64)
-    else:
-        truth = np.argmax(targets, axis=1)
-    if outputs.shape[1] == 1:
-        cut = 0.0 if loss.fused_activations else 0.5
-        pred = (outputs[:, 0] >= cut).astype(np.int64)
-    else:
-        pred = np.argmax(outputs, axis=1)
-    return float(np.mean(pred == truth))
+    return Sequential.load(path, max_bytes=max_bytes)
+
+
+def _declared_input(layer: Layer) -> tuple[int, ...] | None:
+    """The input shape a first layer fixes by itself (a Dense layer's in_features)."""
+    in_features = getattr(layer, "in_features", None)
+    return (in_features,) if in_features is not None else None
+
+
+def _size(shape: Sequence[int] | None) -> int:
+    return int(np.prod(shape)) if shape is not None else 0

@@ -2,6 +2,11 @@
 
 An optimizer object carries its state (momentum velocity, Adam moments, step count) from one
 ``fit`` to the next, so calling ``fit`` twice continues training rather than restarting it.
+
+Every hyper-parameter is a validating property: ``opt.lr = -0.1`` or ``opt.betas = (1, 1)``
+raises at once, naming the setting, exactly as the constructor does. A learning-rate schedule
+or a user changing a setting between two ``fit`` calls can therefore never hand a kernel a
+value it was not meant to take.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _codes as C
-from ._validation import check_positive
+from ._validation import check_bool, check_positive
 
 
 class Optimizer:
@@ -18,10 +23,28 @@ class Optimizer:
     code = C.OPT_SGD
 
     def __init__(self, lr: float, weight_decay: float) -> None:
-        self.lr = check_positive("lr", lr)
-        self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
+        self.lr = lr
+        self.weight_decay = weight_decay
         self.state: list[np.ndarray] | None = None
         self.step = 0
+
+    @property
+    def lr(self) -> float:
+        """Learning rate, a finite number > 0."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self._lr = check_positive("lr", value)
+
+    @property
+    def weight_decay(self) -> float:
+        """L2 penalty added to the gradient, a finite number >= 0."""
+        return self._weight_decay
+
+    @weight_decay.setter
+    def weight_decay(self, value: float) -> None:
+        self._weight_decay = check_positive("weight_decay", value, allow_zero=True)
 
     def hyper(self) -> np.ndarray:
         """The float64 hyper-parameter vector of the kernel contract (``fastnn._codes.H_*``)."""
@@ -57,13 +80,40 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:  # fmt: skip
         super().__init__(lr, weight_decay)
-        self.momentum = check_positive("momentum", momentum, allow_zero=True)
-        if self.momentum >= 1:
-            raise ValueError(f"momentum must be < 1, got {momentum}")
-        if nesterov and self.momentum == 0:
+        self._nesterov = False
+        self.momentum = momentum
+        self.nesterov = nesterov
+
+    @property
+    def momentum(self) -> float:
+        """Momentum coefficient in [0, 1); 0 is plain gradient descent."""
+        return self._momentum
+
+    @momentum.setter
+    def momentum(self, value: float) -> None:
+        momentum = check_positive("momentum", value, allow_zero=True)
+        if momentum >= 1:
+            raise ValueError(f"momentum must be < 1, got {value!r}")
+        if momentum == 0 and self._nesterov:
+            raise ValueError("momentum=0 with nesterov=True: set nesterov=False first")
+        self._momentum = momentum
+
+    @property
+    def nesterov(self) -> bool:
+        """Nesterov momentum (needs momentum > 0)."""
+        return self._nesterov
+
+    @nesterov.setter
+    def nesterov(self, value: bool) -> None:
+        nesterov = check_bool("nesterov", value)
+        if nesterov and self._momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
-        self.nesterov = bool(nesterov)
-        self.code = C.OPT_MOMENTUM if self.momentum > 0 else C.OPT_SGD
+        self._nesterov = nesterov
+
+    @property
+    def code(self) -> int:  # type: ignore[override]
+        """The kernel's optimizer code: follows ``momentum`` when it is changed."""
+        return C.OPT_MOMENTUM if self._momentum > 0 else C.OPT_SGD
 
     def hyper(self) -> np.ndarray:
         h = super().hyper()
@@ -94,10 +144,32 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:  # fmt: skip
         super().__init__(lr, weight_decay)
-        if len(betas) != 2 or not all(0 <= float(b) < 1 for b in betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.eps = check_positive("eps", eps)
+        self.betas = betas
+        self.eps = eps
+
+    @property
+    def betas(self) -> tuple[float, float]:
+        """Decay rates of the two moment averages, each in [0, 1)."""
+        return self._betas
+
+    @betas.setter
+    def betas(self, value: tuple[float, float]) -> None:
+        try:
+            pair = [check_positive("betas", b, allow_zero=True) for b in value]
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"betas must be two numbers in [0, 1), got {value!r}") from None
+        if len(pair) != 2 or not all(b < 1 for b in pair):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {value!r}")
+        self._betas = (pair[0], pair[1])
+
+    @property
+    def eps(self) -> float:
+        """Added to the denominator's square root, a finite number > 0."""
+        return self._eps
+
+    @eps.setter
+    def eps(self, value: float) -> None:
+        self._eps = check_positive("eps", value)
 
     def hyper(self) -> np.ndarray:
         h = super().hyper()

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .history import History
+from typing import Any
 
 
 def _matplotlib():  # noqa: ANN202
@@ -22,12 +19,14 @@ def _matplotlib():  # noqa: ANN202
     return Figure, MaxNLocator
 
 
-def plot_history(history: History, path: str | os.PathLike[str]) -> None:
+def plot_history(history: Any, path: str | os.PathLike[str]) -> None:
     """Write the loss and accuracy curves of ``history`` to a PNG file.
 
     Parameters
     ----------
-    history : History
+    history : fastnn.History
+        (Read through its attributes only, so this module does not import ``fastnn.history``,
+        which imports it.)
         From ``fit``; ``loss`` (and ``accuracy``, ``val_loss``, ``val_accuracy`` when present)
         hold one value per epoch.
     path : str or path-like

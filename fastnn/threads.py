@@ -22,12 +22,14 @@ def set_num_threads(n: int) -> None:
     global _num_threads
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"number of threads must be an integer >= 1, got {n!r}")
-    threadpool_limits(limits=n)
     for name in backends.available_backends():
         module = backends.load_backend(name)
         setter = getattr(module, "set_num_threads", None)
         if setter is not None:
             setter(n)
+    # After the backends: Numba's first set_num_threads starts its OpenMP pool at every core,
+    # which this limit then brings back to n.
+    threadpool_limits(limits=n)
     _num_threads = n
 
 

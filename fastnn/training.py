@@ -1,34 +1,82 @@
-"""``fit``: validate once, allocate once, then one backend call per epoch.
+"""``fit``: validate once, allocate once, then one backend call per epoch (or per slice).
 
-Data flow (DESIGN.md): validate and convert the inputs once → build one ``Workspace`` (every
-buffer) → for each epoch draw a permutation and run the backend's fused ``train_epoch`` (or the
-per-batch eager loop when something must run between batches: diagnostics, gradient clipping)
-→ record metrics in ``History`` → callbacks.
+Data flow (DESIGN.md), one named piece each, top-down:
+
+1. :func:`_prepare` validates the inputs and converts them to the model dtype once, resolves the
+   backend once and builds one ``Workspace`` (every buffer of the fit);
+2. per epoch, :func:`_run_epoch` draws a permutation and runs the backend's fused ``train_epoch``
+   (or the per-batch loop of :mod:`fastnn.backends.eager` when something must run between
+   batches — diagnostics, gradient clipping — or a layer kind has no fused epoch), in slices
+   when a progress bar wants updates;
+3. :func:`_roll_back_if_diverged` restores the last finite weights when a loss was not finite;
+4. :func:`_record_epoch` records metrics and validation scores in ``History`` and calls back.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
-from ._validation import check_positive, check_X
-from .backends import _eager, resolve_backend
-from .backends._workspace import Workspace
+from ._codes import H_LR
+from ._validation import check_bool, check_positive, check_seed, check_X
+from .backends import eager, resolve_backend
+from .backends.workspace import Workspace
 from .callbacks import Callback, ProgressBar
 from .errors import TrainingDivergedError
 from .history import History
 from .losses import Loss, get_loss
-from .model import Sequential, accuracy
 from .optimizers import Optimizer, get_optimizer
 
 PROGRESS_SLICES = 20  # progress updates per epoch when a callback asks for them
 
 
+@dataclass
+class _Run:
+    """Everything one ``fit`` holds between epochs."""
+
+    model: Any
+    B: ModuleType
+    ws: Workspace
+    X: np.ndarray
+    targets: np.ndarray
+    loss: Loss
+    opt: Optimizer
+    history: History
+    callbacks: list[Callback]
+    batch_size: int
+    shuffle: bool
+    rng: np.random.Generator
+    clip: float | None
+    recorder: Any
+    track_accuracy: bool
+    val: tuple[np.ndarray, object] | None
+    hook: Callable[[int, int], None] | None = None
+    slices: int = 1
+    sizes: np.ndarray = field(default_factory=lambda: np.empty(0))
+    batch_losses: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def fused(self) -> bool:
+        """The backend's fused epoch runs this fit (no hook, every layer kind supported)."""
+        kinds = getattr(self.B, "FUSED_LAYERS", frozenset())
+        return self.hook is None and all(layer.kind in kinds for layer in self.model.layers)
+
+    def scores_accuracy(self) -> bool:
+        return self.track_accuracy and self.model.is_classifier()
+
+
 def fit(
-    model: Sequential,
+    model: Any,
     X: np.ndarray,
     y: object,
     *,
@@ -46,11 +94,11 @@ def fit(
     clip_grad_norm: float | None = None,
     track_accuracy: bool = True,
 ) -> History:
-    """Train ``model`` on ``(X, y)`` by gradient descent with backpropagation.
+    """Train ``model`` (a built :class:`fastnn.Sequential`) on ``(X, y)`` by gradient descent.
 
     Parameters
     ----------
-    X : ndarray, shape (n_samples, n_features)
+    X : ndarray, shape (n_samples, *input_shape)
         Converted once to the model dtype (C-contiguous); NaN/inf are rejected.
     y : array-like
         Class labels (n_samples,) for cross-entropy (or one-hot/probabilities (n_samples, k));
@@ -92,153 +140,215 @@ def fit(
     TrainingDivergedError
         The loss became NaN or infinite; the model keeps the weights of the last good epoch.
     """
-    X = check_X(X, model.n_features, model.dtype)
+    epochs = check_positive("epochs", epochs, integer=True, allow_zero=True)
+    check_bool("diagnostics", diagnostics)
+    if seed is not None:
+        check_seed("seed", seed)
+    if validation_data is not None and (
+        not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2
+    ):
+        raise ValueError(
+            "validation_data must be a pair (X_val, y_val), got "
+            f"{type(validation_data).__name__}"
+        )
+    for cb in callbacks or []:
+        # A Callback, or any object with its hooks (duck typing, as fit calls nothing else).
+        if not isinstance(cb, Callback) and not callable(getattr(cb, "set_context", None)):
+            raise TypeError(
+                f"callbacks must be fastnn.Callback instances, got {type(cb).__name__}"
+            )
+    run = _prepare(
+        model, X, y, loss=loss, optimizer=optimizer, batch_size=batch_size,
+        shuffle=check_bool("shuffle", shuffle), seed=seed, validation_data=validation_data,
+        backend=backend, diagnostics=diagnostics, clip_grad_norm=clip_grad_norm,
+        track_accuracy=check_bool("track_accuracy", track_accuracy),
+    )  # fmt: skip
+    _begin(run, epochs, verbose, callbacks)
+    try:
+        for epoch in range(epochs):
+            for cb in run.callbacks:
+                cb.on_epoch_begin(epoch)
+            run.ws.hyper[:] = run.opt.hyper()  # a schedule may have changed the learning rate
+            snapshot = [a.copy() for a in (*model.parameters(), *run.ws.state_arrays())]
+            step_before = run.ws.step
+            done, seconds, eval_seconds = _run_epoch(run, epoch)
+            _roll_back_if_diverged(run, epoch, done, snapshot, step_before)
+            _record_epoch(run, epoch, seconds, eval_seconds)
+            if model.stop_training:
+                break
+    finally:
+        # Also after an interrupt: the optimizer holds the state of the updates made, so a
+        # later fit (or a save) resumes exactly where this one stopped.
+        _keep_state(run.opt, run.ws)
+    for cb in run.callbacks:
+        cb.on_train_end()
+    return run.history
+
+
+def _prepare(model: Any, X: np.ndarray, y: object, **options: Any) -> _Run:
+    """Validate and convert the inputs once; resolve the backend; build the workspace."""
+    X = check_X(X, model.input_shape, model.dtype)
     n = X.shape[0]
     y_arr = np.asarray(y)
     if y_arr.ndim == 0 or len(y_arr) != n:
         raise ValueError(f"X has {n} samples but y has {y_arr.shape[0] if y_arr.ndim else 0}")
-    epochs = check_positive("epochs", epochs, integer=True, allow_zero=True)
+    batch_size = options["batch_size"]
     batch_size = n if batch_size is None else min(check_positive("batch_size", batch_size, True), n)
-    if clip_grad_norm is not None:
-        clip_grad_norm = check_positive("clip_grad_norm", clip_grad_norm)
-    loss_obj = get_loss(loss)
-    last = model.layers[-1].activation
+    clip = options["clip_grad_norm"]
+    if clip is not None:
+        clip = check_positive("clip_grad_norm", clip)
+    loss_obj = get_loss(options["loss"])
+    last = model.layers[-1].activation if hasattr(model.layers[-1], "activation") else "identity"
     if not (loss_obj.accepts_any_activation or last in loss_obj.fused_activations + ("identity",)):
         raise ValueError(
             f"loss {loss_obj.name!r} works on logits: give the last layer activation=None "
             f"(or {' / '.join(loss_obj.fused_activations)}), not {last!r}"
         )
     targets = loss_obj.prepare_targets(y_arr, model.n_outputs, model.dtype)
-    val = None
-    if validation_data is not None:
-        Xv, yv = validation_data
-        val = (check_X(Xv, model.n_features, model.dtype, "X_val"), yv)
-    opt = get_optimizer(optimizer)
+    val = options["validation_data"]
+    if val is not None:
+        val = (check_X(val[0], model.input_shape, model.dtype, "X_val"), val[1])
+    opt = get_optimizer(options["optimizer"])
     model.loss, model.optimizer = loss_obj, opt
     model._mse_labels = loss_obj.name == "mse" and y_arr.ndim == 1 and model.n_outputs > 1
-    B = resolve_backend(backend)
-    model.backend = backend
+    model.backend = options["backend"]
+    ws = _workspace(model, loss_obj, loss_obj.code(targets), opt, batch_size)
+    recorder = None
+    if options["diagnostics"]:
+        from .diagnostics import DiagnosticsRecorder
 
-    acts = [layer.act_code for layer in model.layers]
-    acts[-1] = model._loss_input_act(loss_obj)  # a fused softmax/sigmoid: the loss applies it
-    ws = Workspace(
-        [layer.W for layer in model.layers], [layer.b for layer in model.layers], acts,
-        [layer.negative_slope for layer in model.layers], loss_obj.code(targets), opt.code,
-        opt.hyper(), batch_size, step=opt.step,
+        recorder = DiagnosticsRecorder(model, ws)
+    seed = options["seed"]
+    return _Run(
+        model=model, B=resolve_backend(options["backend"]), ws=ws, X=X, targets=targets,
+        loss=loss_obj, opt=opt, history=History(batch_size=batch_size, n_samples=n),
+        callbacks=[], batch_size=batch_size, shuffle=options["shuffle"],
+        rng=np.random.default_rng(seed) if seed is not None else model._rng,
+        clip=clip, recorder=recorder,
+        track_accuracy=options["track_accuracy"], val=val,
     )  # fmt: skip
+
+
+def _workspace(
+    model: Any, loss: Loss, loss_code: int, opt: Optimizer, batch_size: int
+) -> Workspace:
+    """One workspace for the fit, resuming the optimizer's state when it fits this model."""
+    acts = [layer.act_code for layer in model.layers]
+    acts[-1] = model._loss_input_act(loss)  # a fused softmax/sigmoid: the loss applies it
+    ws = Workspace(model.layers, acts, loss_code, opt.code, opt.hyper(), batch_size,
+                   model.dtype, step=opt.step)  # fmt: skip
     if opt.state is not None:
         try:
             ws.load_state(opt.state)
         except ValueError:  # a new architecture: start the optimizer afresh
             ws.step = 0
+    return ws
 
-    history = History(batch_size=batch_size, n_samples=n)
-    callbacks = list(callbacks or [])
-    if verbose and not any(isinstance(cb, ProgressBar) for cb in callbacks):
-        callbacks.append(ProgressBar())
-    params = {"epochs": epochs, "batch_size": batch_size, "n_samples": n,
-              "iterations_per_epoch": history.iterations_per_epoch}  # fmt: skip
-    for cb in callbacks:
-        cb.set_context(model, history, params)
+
+def _begin(run: _Run, epochs: int, verbose: int, callbacks: Sequence[Callback] | None) -> None:
+    """Set up callbacks, the progress slicing and the per-batch bookkeeping."""
+    run.callbacks = list(callbacks or [])
+    if verbose and not any(isinstance(cb, ProgressBar) for cb in run.callbacks):
+        run.callbacks.append(ProgressBar())
+    n_batches = run.history.iterations_per_epoch
+    params = {"epochs": epochs, "batch_size": run.batch_size, "n_samples": run.n,
+              "iterations_per_epoch": n_batches}  # fmt: skip
+    for cb in run.callbacks:
+        cb.set_context(run.model, run.history, params)
         cb.on_train_begin()
+    per_step = [cb for cb in run.callbacks if getattr(cb, "per_iteration", False)]
+    run.hook = _between_batches(run.ws, run.clip, run.recorder, per_step, run.opt)
+    run.slices = PROGRESS_SLICES if any(cb.wants_progress for cb in run.callbacks) else 1
+    run.batch_losses = np.empty(n_batches)
+    run.sizes = np.full(n_batches, run.batch_size, dtype=np.float64)
+    run.sizes[-1] = run.n - run.batch_size * (n_batches - 1)
+    run.model.stop_training = False
 
-    recorder = None
-    if diagnostics:
-        from .diagnostics import DiagnosticsRecorder
 
-        recorder = DiagnosticsRecorder(model, ws)
-    hook = _between_batches(ws, clip_grad_norm, recorder)
-    rng = np.random.default_rng(seed) if seed is not None else model._rng
-    n_batches = history.iterations_per_epoch
-    slices = PROGRESS_SLICES if any(cb.wants_progress for cb in callbacks) else 1
-    per_slice = max(1, math.ceil(n_batches / slices)) * batch_size
-    batch_losses = np.empty(n_batches)
-    sizes = np.full(n_batches, batch_size, dtype=np.float64)
-    sizes[-1] = n - batch_size * (n_batches - 1)
-    model.stop_training = False
-
-    for epoch in range(epochs):
-        for cb in callbacks:
-            cb.on_epoch_begin(epoch)
-        ws.hyper[:] = opt.hyper()  # a schedule may have changed the learning rate
-        order = rng.permutation(n) if shuffle else np.arange(n)
-        order = order.astype(np.int64, copy=False)
-        snapshot = [a.copy() for a in (*model.parameters(), *ws.state_arrays())]
-        step_before = ws.step
-        t0 = time.perf_counter()
-        done = 0
-        correct = 0
-        running_eval = 0.0  # seconds spent on the progress bar's running accuracy
-        for start in range(0, n, per_slice):
-            chunk = order[start : start + per_slice]
-            first = start // batch_size
-            out = batch_losses[first : first + -(-chunk.shape[0] // batch_size)]
-            # Overflow is detected from the loss and reported as TrainingDivergedError.
-            with np.errstate(over="ignore", invalid="ignore"):
-                if hook is None:
-                    k = B.train_epoch(ws, X, targets, chunk, batch_size, out)
-                else:
-                    k = _eager.eager_epoch(B, ws, X, targets, chunk, batch_size, out, hook)
-            done = first + k
-            if k < out.shape[0] or not math.isfinite(out[k - 1]):
-                break
-            seen = int(sizes[:done].sum())
-            mean = float(batch_losses[:done] @ sizes[:done] / seen)
-            running = None
-            if slices > 1 and track_accuracy and model.is_classifier():
-                # The fused epoch keeps no predictions: score this slice's samples with the
-                # weights after its last update (timed apart, not counted in the epoch).
-                t_eval = time.perf_counter()
-                score = _accuracy(model, X[chunk], targets[chunk], loss_obj, B)
-                correct += round(score * len(chunk))
-                running = correct / seen
-                running_eval += time.perf_counter() - t_eval
-            for cb in callbacks:
-                cb.on_progress(epoch, done, seen, mean, running)
-        seconds = time.perf_counter() - t0 - running_eval
-        history.iterations += done
-        if done == n_batches and not all(np.isfinite(p).all() for p in model.parameters()):
-            # Every loss was finite but the last update overflowed the weights (float32 tops
-            # out at 3.4e38); the next batch would see NaN, so that update is the culprit.
-            batch_losses[done - 1] = np.inf
-        if done < n_batches or not np.isfinite(batch_losses[:done]).all():
-            bad = int(np.argmin(np.isfinite(batch_losses[:done])))
-            for dst, src in zip((*model.parameters(), *ws.state_arrays()), snapshot, strict=True):
-                dst[...] = src
-            ws.step = step_before
-            _keep_state(opt, ws)
-            raise TrainingDivergedError(epoch + 1, bad + 1, float(batch_losses[bad]))
-
-        history.epochs += 1
-        history.seconds.append(seconds)
-        history.lr.append(opt.lr)
-        history.loss.append(float(batch_losses @ sizes / n))
-        logs = {"loss": history.loss[-1]}
-        t1 = time.perf_counter()
-        if track_accuracy and model.is_classifier():
-            logs["accuracy"] = _accuracy(model, X, targets, loss_obj, B)
-            history.accuracy.append(logs["accuracy"])
-        if val is not None:
-            scores = model.evaluate(val[0], val[1], loss_obj)
-            history.val_loss.append(scores["loss"])
-            logs["val_loss"] = scores["loss"]
-            if "accuracy" in scores:
-                history.val_accuracy.append(scores["accuracy"])
-                logs["val_accuracy"] = scores["accuracy"]
-        history.eval_seconds.append(time.perf_counter() - t1 + running_eval)
-        if recorder is not None:
-            history.diagnostics.append(recorder.end_epoch(epoch))
-        logs["seconds"] = seconds
-        _keep_state(opt, ws)  # a checkpoint saved by a callback then holds the live state
-        for cb in callbacks:
-            cb.on_epoch_end(epoch, logs)
-        if model.stop_training:
+def _run_epoch(run: _Run, epoch: int) -> tuple[int, float, float]:
+    """Train one epoch in slices; returns (batches done, epoch seconds, seconds spent scoring
+    the progress bar's running accuracy, which the epoch time excludes)."""
+    order = (run.rng.permutation(run.n) if run.shuffle else np.arange(run.n)).astype(np.int64)
+    n_batches, bs = run.batch_losses.shape[0], run.batch_size
+    per_slice = max(1, math.ceil(n_batches / run.slices)) * bs
+    fused = run.fused
+    t0 = time.perf_counter()
+    done, correct, running_eval = 0, 0, 0.0
+    for start in range(0, run.n, per_slice):
+        chunk = order[start : start + per_slice]
+        first = start // bs
+        out = run.batch_losses[first : first + -(-chunk.shape[0] // bs)]
+        # Overflow is detected from the loss and reported as TrainingDivergedError.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if fused:
+                k = run.B.train_epoch(run.ws, run.X, run.targets, chunk, bs, out)
+            else:
+                k = eager.eager_epoch(run.B, run.ws, run.X, run.targets, chunk, bs, out, run.hook)
+        done = first + k
+        if k < out.shape[0] or not math.isfinite(out[k - 1]):
             break
+        seen = int(run.sizes[:done].sum())
+        mean = float(run.batch_losses[:done] @ run.sizes[:done] / seen)
+        running = None
+        if run.slices > 1 and run.scores_accuracy():
+            # The fused epoch keeps no predictions: score this slice's samples with the
+            # weights after its last update (timed apart, not counted in the epoch).
+            t_eval = time.perf_counter()
+            correct += round(_accuracy(run, run.X[chunk], run.targets[chunk]) * len(chunk))
+            running = correct / seen
+            running_eval += time.perf_counter() - t_eval
+        for cb in run.callbacks:
+            cb.on_progress(epoch, done, seen, mean, running)
+    return done, time.perf_counter() - t0 - running_eval, running_eval
 
-    _keep_state(opt, ws)
-    for cb in callbacks:
-        cb.on_train_end()
-    return history
+
+def _roll_back_if_diverged(
+    run: _Run, epoch: int, done: int, snapshot: list[np.ndarray], step_before: int
+) -> None:
+    """Raise TrainingDivergedError, with the weights of the epoch's start restored, when a
+    loss (or the last update) was not finite."""
+    losses, n_batches = run.batch_losses, run.batch_losses.shape[0]
+    run.history.iterations += done
+    if done == n_batches and not all(np.isfinite(p).all() for p in run.model.parameters()):
+        # Every loss was finite but the last update overflowed the weights (float32 tops
+        # out at 3.4e38); the next batch would see NaN, so that update is the culprit.
+        losses[done - 1] = np.inf
+    if done == n_batches and np.isfinite(losses[:done]).all():
+        return
+    bad = int(np.argmin(np.isfinite(losses[:done])))
+    for dst, src in zip((*run.model.parameters(), *run.ws.state_arrays()), snapshot, strict=True):
+        dst[...] = src
+    run.ws.step = step_before
+    _keep_state(run.opt, run.ws)
+    raise TrainingDivergedError(epoch + 1, bad + 1, float(losses[bad]))
+
+
+def _record_epoch(run: _Run, epoch: int, seconds: float, running_eval: float) -> None:
+    """History, training accuracy, validation scores, diagnostics; then the callbacks."""
+    h = run.history
+    h.epochs += 1
+    h.seconds.append(seconds)
+    h.lr.append(run.opt.lr)
+    h.loss.append(float(run.batch_losses @ run.sizes / run.n))
+    logs = {"loss": h.loss[-1]}
+    t1 = time.perf_counter()
+    if run.scores_accuracy():
+        logs["accuracy"] = _accuracy(run, run.X, run.targets)
+        h.accuracy.append(logs["accuracy"])
+    if run.val is not None:
+        scores = run.model.evaluate(run.val[0], run.val[1], run.loss)
+        h.val_loss.append(scores["loss"])
+        logs["val_loss"] = scores["loss"]
+        if "accuracy" in scores:
+            h.val_accuracy.append(scores["accuracy"])
+            logs["val_accuracy"] = scores["accuracy"]
+    h.eval_seconds.append(time.perf_counter() - t1 + running_eval)
+    if run.recorder is not None:
+        h.diagnostics.append(run.recorder.end_epoch(epoch))
+    logs["seconds"] = seconds
+    _keep_state(run.opt, run.ws)  # a checkpoint saved by a callback then holds the live state
+    for cb in run.callbacks:
+        cb.on_epoch_end(epoch, logs)
 
 
 def _keep_state(opt: Optimizer, ws: Workspace) -> None:
@@ -247,17 +357,25 @@ def _keep_state(opt: Optimizer, ws: Workspace) -> None:
     opt.step = ws.step
 
 
-def _accuracy(model: Sequential, X: np.ndarray, targets: np.ndarray, loss: Loss, B) -> float:  # noqa: ANN001
-    return accuracy(model._loss_outputs(X, loss, B.NAME), targets, loss)
+def _accuracy(run: _Run, X: np.ndarray, targets: np.ndarray) -> float:
+    """Accuracy of the current weights on already-checked inputs, on the fit's backend."""
+    outputs = run.model._forward_checked(run.B, X, run.model._loss_input_act(run.loss))
+    return run.model.score_outputs(outputs, targets, run.loss)
 
 
-def _between_batches(ws: Workspace, clip: float | None, recorder) -> object:  # noqa: ANN001
-    """The hook the eager loop runs between backward and update, or None for the fused path."""
-    if clip is None and recorder is None:
+def _between_batches(
+    ws: Workspace, clip: float | None, recorder: Any, schedules: list[Any], opt: Optimizer
+) -> Callable[[int, int], None] | None:
+    """The hook the eager loop runs between backward and update, or None for the fused path:
+    per-iteration learning rates, gradient clipping, diagnostics."""
+    if clip is None and recorder is None and not schedules:
         return None
-    grads = [*ws.dW, *ws.db]
+    grads = ws.parameter_gradients()
 
     def hook(batch: int, rows: int) -> None:
+        for schedule in schedules:
+            opt.lr = schedule.next_rate()
+            ws.hyper[H_LR] = opt.lr
         if clip is not None:
             norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
             if norm > clip:

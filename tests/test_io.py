@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ import fastnn
 from fastnn import io as fio
 from fastnn.datasets import make_blobs
 from fastnn.io import ModelFileError
+
+DATA = Path(__file__).parent / "data"
 
 
 def blobs(n: int = 300, d: int = 8, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -120,6 +123,59 @@ def test_save_replaces_atomically_and_cleans_up_on_failure(saved, monkeypatch):
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.npz"]  # no temporary left
 
 
+# -- format version 1 (the previous release) -----------------------------------------------------
+def test_a_version_1_file_loads_and_predicts_the_same():
+    """tests/data/model_v1.npz was written by the previous release; model_v1_expected.npz
+    holds the inputs X, the probabilities it predicted and its optimizer step."""
+    expected = np.load(DATA / "model_v1_expected.npz")
+    with np.load(DATA / "model_v1.npz") as raw:
+        assert json.loads(str(raw[fio.META_KEY]))["format_version"] == 1
+    model = fastnn.load(DATA / "model_v1.npz")
+    assert [layer.kind for layer in model.layers] == ["dense"] * 3
+    assert model.input_shape == (6,) and model.dtype == np.float32
+    assert model.layers[1].activation == "leaky_relu" and model.layers[1].act_alpha == 0.05
+    proba = model.predict_proba(expected["X"])
+    np.testing.assert_allclose(proba, expected["proba"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(model.predict(expected["X"]), expected["proba"].argmax(axis=1))
+    assert model.loss.name == "cross_entropy"
+    assert model.optimizer.step == int(expected["step"])
+
+
+def test_a_version_1_optimizer_state_resumes_in_its_order():
+    """v1 stores [v_W0, v_W1, v_W2, v_b0, v_b1, v_b2, (Adam's second moments)]: a full-batch
+    momentum step from the loaded model must use each velocity for its own parameter."""
+    model = fastnn.load(DATA / "model_v1.npz")
+    opt = model.optimizer
+    assert opt.momentum == 0.9 and not opt.nesterov and len(opt.state) == 12
+    velocity = [a.astype(np.float64) for a in opt.state[:6]]  # state1: W0, W1, W2, b0, b1, b2
+    X = np.load(DATA / "model_v1_expected.npz")["X"].astype(np.float32)
+    y = np.arange(len(X)) % 3
+    loss = fastnn.losses.CrossEntropy()
+    loss.forward(model.forward(X), y)
+    model.backward(loss.backward())
+    grads = model.gradients()  # W0, b0, W1, b1, W2, b2
+    by_v1_order = [grads[0], grads[2], grads[4], grads[1], grads[3], grads[5]]
+    model.fit(X, y, optimizer=opt, batch_size=None, epochs=1, shuffle=False, backend="numpy")
+    assert opt.step == int(np.load(DATA / "model_v1_expected.npz")["step"]) + 1
+    for v_new, v_old, g in zip(opt.state[:6], velocity, by_v1_order, strict=True):
+        np.testing.assert_allclose(v_new, 0.9 * v_old + g, rtol=1e-5, atol=1e-6)
+
+
+def test_a_version_1_file_saves_as_the_current_version(tmp_path):
+    model = fastnn.load(DATA / "model_v1.npz")
+    model.save(tmp_path / "v2.npz")
+    with np.load(tmp_path / "v2.npz") as raw:
+        meta = json.loads(str(raw[fio.META_KEY]))
+    assert meta["format_version"] == fio.FORMAT_VERSION
+    assert [layer["kind"] for layer in meta["layers"]] == ["dense"] * 3
+    assert meta["input_shape"] == [6]
+    again = fastnn.load(tmp_path / "v2.npz")
+    X = np.load(DATA / "model_v1_expected.npz")["X"]
+    np.testing.assert_array_equal(again.predict_proba(X), model.predict_proba(X))
+    for a, b in zip(again.optimizer.state, model.optimizer.state, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 # -- files that must be rejected ----------------------------------------------------------------
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
@@ -209,6 +265,10 @@ def _rewrite(path, target, change):
         pytest.param(lambda m, a: m["optimizer"].update(type="Evil"), id="bad-optimizer"),
         pytest.param(lambda m, a: m["optimizer"].update(lr=float("nan")), id="nan-lr"),
         pytest.param(lambda m, a: m.update(dtype="object"), id="bad-dtype"),
+        pytest.param(lambda m, a: m["layers"][0].update(kind="lstm"), id="unknown-kind"),
+        pytest.param(lambda m, a: m.update(input_shape=[0]), id="bad-input-shape"),
+        pytest.param(lambda m, a: m.update(input_shape="8"), id="input-shape-not-a-list"),
+        pytest.param(lambda m, a: m["layers"].pop(), id="layer-missing"),
     ],
 )
 def test_tampered_files_are_rejected(saved, tmp_path, change):
@@ -228,7 +288,7 @@ def test_other_files_are_rejected_with_a_clear_message(tmp_path):
     expected = {
         "array.npy": ".npy",
         "plain.npz": "not a fastnn model",
-        "text.npz": "not a readable",
+        "text.npz": "not a zip archive",
         "badjson.npz": "JSON",
     }
     for name, words in expected.items():

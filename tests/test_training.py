@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import fastnn
+from fastnn.backends import numpy as reference
 from fastnn.datasets import make_blobs
+from fastnn.layers import ACTIVATIONS
 
 
 def blobs(n=300, d=6, k=3, seed=0):
@@ -66,7 +68,7 @@ def test_every_optimizer_trains(optimizer):
     assert history.accuracy[-1] > 0.9
 
 
-@pytest.mark.parametrize("act", ["sigmoid", "tanh", "relu", "leaky_relu", "identity"])
+@pytest.mark.parametrize("act", ACTIVATIONS)
 def test_every_hidden_activation_trains(act):
     X, y = blobs()
     history = mlp(act=act, hidden=(16, 8)).fit(X, y, epochs=15, optimizer=fastnn.SGD(0.1))
@@ -121,16 +123,6 @@ def test_same_seed_same_result_and_shuffle_off():
     h3 = mlp(seed=4).fit(X, y, epochs=2, shuffle=False)
     h4 = mlp(seed=4).fit(X, y, epochs=2, shuffle=False)
     assert h3.loss == h4.loss
-
-
-def test_optimizer_state_persists_across_fit_calls():
-    X, y = blobs()
-    opt = fastnn.Adam(0.01)
-    model = mlp()
-    model.fit(X, y, epochs=1, optimizer=opt, batch_size=100)
-    assert opt.step == 3
-    model.fit(X, y, epochs=1, optimizer=opt, batch_size=100)
-    assert opt.step == 6
 
 
 def test_validation_data_and_history_dict():
@@ -227,3 +219,21 @@ def test_progress_reports_running_loss_and_accuracy():
     assert all(0.0 <= acc <= 1.0 for *_, acc in seen)
     assert seen[-1][3] > 0.9  # the running accuracy of a learnt problem
     assert "acc=" in bar.getvalue() and "loss=" in bar.getvalue()
+
+
+def test_a_layer_kind_outside_fused_layers_trains_on_the_per_batch_path(scale_layer, monkeypatch):
+    """The fused epoch runs only the kinds in the backend's FUSED_LAYERS; any other model
+    trains through the eager loop on the same kernels (and the fused one is never called)."""
+    X, y = blobs()
+
+    def no_fused_epoch(*args):
+        raise AssertionError("train_epoch was called for a model it does not support")
+
+    monkeypatch.setattr(reference, "train_epoch", no_fused_epoch)
+    model = fastnn.Sequential([fastnn.Dense(6, 16, "relu"), scale_layer(0.5), fastnn.Dense(16, 3)],
+                              seed=0)  # fmt: skip
+    history = model.fit(X, y, epochs=10, optimizer=fastnn.SGD(0.1), backend="numpy")
+    assert history.loss[-1] < 0.5 * history.loss[0] and history.accuracy[-1] > 0.9
+    assert "Scale(0.5)" in model.summary()
+    with pytest.raises(AssertionError, match="does not support"):
+        mlp().fit(X, y, epochs=1, backend="numpy")  # a dense stack takes the fused path

@@ -28,6 +28,21 @@ Activation, loss and optimizer codes are the integers of :mod:`fastnn._codes`.
     column sums of dL/dz, and grad_x_out (n, d) OUT = dL/dz @ W.T, or ``None`` to skip it
     (first layer).
 
+Convolution and pooling (images NCHW, PyTorch's layouts; ``s`` stride, ``p`` zero padding;
+``Ho = (H + 2p - kh) / s + 1`` exactly, likewise ``Wo``; the layers check the division):
+
+``conv2d_forward(x, W, b, stride, padding, act, alpha, z_out, out) -> None``
+    ``out = act(conv(x, W) + b)`` (a cross-correlation). x (n, C, H, W) IN, W (F, C, kh, kw)
+    IN, b (F,) IN, out (n, F, Ho, Wo) OUT; ``z_out`` as for ``dense_forward``. No softmax.
+``conv2d_backward(x, W, z, a, grad, stride, padding, act, alpha, dW_out, db_out, grad_x_out)``
+    grad (n, F, Ho, Wo) IN/OUT (dL/da in, dL/dz out), dW_out (F, C, kh, kw) OUT, db_out (F,)
+    OUT, grad_x_out (n, C, H, W) OUT or ``None`` (first layer).
+``maxpool2d_forward(x, kernel, stride, out, argmax_out) -> None``
+    out (n, C, Ho, Wo) OUT: the maximum of each kernel x kernel window; argmax_out (same shape,
+    int64) OUT: the flat index ``h * W + w`` of that maximum in its input plane (first on ties).
+``maxpool2d_backward(grad, argmax, grad_x_out) -> None``
+    grad_x_out (n, C, H, W) OUT: zero, plus each output's gradient at its argmax.
+
 Losses: ``name(outputs, targets, grad_out) -> float``
     outputs (n, k) IN are the raw outputs of the last layer (logits where a softmax or sigmoid
     is fused into the loss); grad_out (n, k) OUT receives dL/doutputs; the return value is the

@@ -12,13 +12,14 @@ import numpy as np
 
 from .._codes import (
     ACTIVATION_NAMES,
-    NEEDS_PREACTIVATION,
     LOSS_CROSS_ENTROPY,
     LOSS_KERNEL_NAMES,
     N_HYPER,
+    NEEDS_PREACTIVATION,
     OPT_ADAM,
     OPT_MOMENTUM,
     OPT_SGD,
+    SOFTMAX,
 )
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -115,6 +116,87 @@ def check_dense_backward(x, W, z, a, grad, act, dW_out, db_out, grad_x_out) -> N
         _array("grad_x_out", grad_x_out, 2, dt)
         _shape("grad_x_out", grad_x_out, x.shape)
         _distinct("grad_x_out", grad_x_out, x=x, W=W, a=a, grad=grad, dW_out=dW_out)
+
+
+def check_conv2d(x, W, b, stride, padding, act, z, a) -> None:  # noqa: ANN001
+    """x (n, C, H, W), W (F, C, kh, kw), b (F,), a (n, F, Ho, Wo) with exact output sizes."""
+    dt = float_dtype("x", x)
+    _array("x", x, 4, dt)
+    _array("W", W, 4, dt)
+    _array("b", b, 1, dt)
+    _array("out", a, 4, dt)
+    n, c, h, w = x.shape
+    f, c_w, kh, kw = W.shape
+    if c_w != c:
+        raise ValueError(f"x has {c} channels but W has shape {W.shape}")
+    _shape("b", b, (f,))
+    s, p = int(stride), int(padding)
+    if s < 1 or p < 0:
+        raise ValueError(f"stride must be >= 1 and padding >= 0, got {stride}, {padding}")
+    if (h + 2 * p - kh) % s or (w + 2 * p - kw) % s or h + 2 * p < kh or w + 2 * p < kw:
+        raise ValueError(f"kernel {kh}x{kw}, stride {s}, padding {p} do not tile {h}x{w}")
+    shape = (n, f, (h + 2 * p - kh) // s + 1, (w + 2 * p - kw) // s + 1)
+    _shape("out", a, shape)
+    _act(act)
+    if int(act) == SOFTMAX:
+        raise ValueError("a convolution takes no softmax")
+    if int(act) in NEEDS_PREACTIVATION:
+        if z is None:
+            raise ValueError(f"activation {ACTIVATION_NAMES[int(act)]!r} needs z of shape {shape}")
+        _array("z", z, 4, dt)
+        _shape("z", z, shape)
+
+
+def check_conv2d_forward(x, W, b, stride, padding, act, z_out, out) -> None:  # noqa: ANN001
+    check_conv2d(x, W, b, stride, padding, act, z_out, out)
+    _distinct("out", out, x=x, W=W, b=b, z_out=z_out)
+
+
+def check_conv2d_backward(  # noqa: ANN001
+    x, W, z, a, grad, stride, padding, act, dW_out, db_out, grad_x_out
+) -> None:
+    check_conv2d(x, W, db_out, stride, padding, act, z, a)
+    dt = x.dtype
+    _array("grad", grad, 4, dt)
+    _shape("grad", grad, a.shape)
+    _array("dW_out", dW_out, 4, dt)
+    _shape("dW_out", dW_out, W.shape)
+    _distinct("grad", grad, x=x, W=W, a=a, z=z)
+    _distinct("dW_out", dW_out, x=x, W=W, a=a, grad=grad, db_out=db_out)
+    if grad_x_out is not None:
+        _array("grad_x_out", grad_x_out, 4, dt)
+        _shape("grad_x_out", grad_x_out, x.shape)
+        _distinct("grad_x_out", grad_x_out, x=x, W=W, a=a, grad=grad, dW_out=dW_out)
+
+
+def check_maxpool2d(x, kernel, stride, out, argmax) -> None:  # noqa: ANN001
+    """x (n, C, H, W), out and argmax (n, C, Ho, Wo), argmax int64."""
+    dt = float_dtype("x", x)
+    _array("x", x, 4, dt)
+    _array("out", out, 4, dt)
+    _array("argmax", argmax, 4, np.dtype(np.int64))
+    n, c, h, w = x.shape
+    k, s = int(kernel), int(stride)
+    if k < 1 or s < 1 or (h - k) % s or (w - k) % s or h < k or w < k:
+        raise ValueError(f"kernel {k}, stride {s} do not tile {h}x{w}")
+    shape = (n, c, (h - k) // s + 1, (w - k) // s + 1)
+    _shape("out", out, shape)
+    _shape("argmax", argmax, shape)
+    _distinct("out", out, x=x)
+
+
+def check_maxpool2d_backward(grad, argmax, grad_x_out) -> None:  # noqa: ANN001
+    dt = float_dtype("grad", grad)
+    _array("grad", grad, 4, dt)
+    _array("argmax", argmax, 4, np.dtype(np.int64))
+    _shape("argmax", argmax, grad.shape)
+    _array("grad_x_out", grad_x_out, 4, dt)
+    n, c, h, w = grad_x_out.shape
+    if (n, c) != grad.shape[:2]:
+        raise ValueError(f"grad_x_out has shape {grad_x_out.shape}, grad {grad.shape}")
+    if argmax.size and (argmax.min() < 0 or argmax.max() >= h * w):
+        raise ValueError(f"argmax must hold indices in [0, {h * w})")
+    _distinct("grad_x_out", grad_x_out, grad=grad, argmax=argmax)
 
 
 def check_loss(outputs, targets, grad_out, class_indices: bool) -> None:  # noqa: ANN001

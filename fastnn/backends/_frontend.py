@@ -140,6 +140,7 @@ def bind(backend: str, impl: Any) -> dict[str, Callable]:
         return int(impl.train_epoch(ws, X, targets, order, int(batch_size), batch_losses))
 
     public: dict[str, Callable] = {
+        **_conv_kernels(impl),
         "dense_forward": dense_forward,
         "dense_backward": dense_backward,
         "sgd_update": sgd_update,
@@ -151,7 +152,56 @@ def bind(backend: str, impl: Any) -> dict[str, Callable]:
     return {name: _documented(name, func, backend) for name, func in public.items()}
 
 
+def _conv_kernels(impl: Any) -> dict[str, Callable]:
+    """The checked convolution and pooling kernels (for a backend that has them)."""
+    if not hasattr(impl, "conv2d_forward"):
+        return {}
+
+    def conv2d_forward(
+        x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, padding: int, act: int,
+        alpha: float, z_out: np.ndarray | None, out: np.ndarray,
+    ) -> None:  # fmt: skip
+        _checks.check_conv2d_forward(x, W, b, stride, padding, act, z_out, out)
+        impl.conv2d_forward(x, W, b, int(stride), int(padding), int(act), float(alpha), z_out, out)
+
+    def conv2d_backward(
+        x: np.ndarray, W: np.ndarray, z: np.ndarray | None, a: np.ndarray, grad: np.ndarray,
+        stride: int, padding: int, act: int, alpha: float, dW_out: np.ndarray,
+        db_out: np.ndarray, grad_x_out: np.ndarray | None,
+    ) -> None:  # fmt: skip
+        _checks.check_conv2d_backward(
+            x, W, z, a, grad, stride, padding, act, dW_out, db_out, grad_x_out
+        )
+        impl.conv2d_backward(
+            x, W, z, a, grad, int(stride), int(padding), int(act), float(alpha), dW_out,
+            db_out, grad_x_out,
+        )  # fmt: skip
+
+    def maxpool2d_forward(
+        x: np.ndarray, kernel: int, stride: int, out: np.ndarray, argmax_out: np.ndarray
+    ) -> None:
+        _checks.check_maxpool2d(x, kernel, stride, out, argmax_out)
+        impl.maxpool2d_forward(x, int(kernel), int(stride), out, argmax_out)
+
+    def maxpool2d_backward(grad: np.ndarray, argmax: np.ndarray, grad_x_out: np.ndarray) -> None:
+        _checks.check_maxpool2d_backward(grad, argmax, grad_x_out)
+        impl.maxpool2d_backward(grad, argmax, grad_x_out)
+
+    return {
+        "conv2d_forward": conv2d_forward,
+        "conv2d_backward": conv2d_backward,
+        "maxpool2d_forward": maxpool2d_forward,
+        "maxpool2d_backward": maxpool2d_backward,
+    }
+
+
 def contract_names() -> tuple[str, ...]:
     """Every function name of the kernel contract (tests check each backend has them all)."""
     return ("dense_forward", "dense_backward", *LOSS_NAMES, "sgd_update", "momentum_update",
-            "adam_update", "train_epoch")  # fmt: skip
+            "adam_update", "train_epoch", *CONV_NAMES)  # fmt: skip
+
+
+#: The convolution and pooling kernels of the contract.
+CONV_NAMES: tuple[str, ...] = (
+    "conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",
+)  # fmt: skip

@@ -47,7 +47,9 @@ def apply_update(B: ModuleType, ws: Workspace) -> None:
     lr, mu, nesterov, wd = ws.lr, ws.momentum, ws.nesterov, ws.weight_decay
     b1, b2 = ws.betas
     for slot in ws.slots:
-        for param, grad, s1, s2 in zip(slot.params, slot.grads, slot.state1, slot.state2):
+        for param, grad, s1, s2 in zip(
+            slot.params, slot.grads, slot.state1, slot.state2, strict=True
+        ):
             p, g = param.reshape(-1), grad.reshape(-1)
             if ws.optimizer == C.OPT_SGD:
                 B.sgd_update(p, g, lr, wd)

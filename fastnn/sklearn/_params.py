@@ -36,13 +36,11 @@ import numpy as np
 
 import fastnn
 
-#: scikit-learn's activation names -> fastnn's.
+#: Hidden-layer activation names -> fastnn's: scikit-learn's ("logistic" for the sigmoid), then
+#: every other hidden activation of fastnn's registry under its own name (leaky_relu, gelu, ...).
 ACTIVATIONS: dict[str, str] = {
-    "identity": "identity",
     "logistic": "sigmoid",
-    "tanh": "tanh",
-    "relu": "relu",
-    "leaky_relu": "leaky_relu",
+    **{name: name for name in fastnn.layers.ACTIVATIONS if name not in ("sigmoid", "softmax")},
 }
 SOLVERS = ("sgd", "adam")
 LEARNING_RATES = ("constant", "invscaling", "adaptive")

@@ -1,8 +1,4 @@
-"""Workspaces for the Cython backend's epoch tests, without the layers package.
-
-``StubDense`` satisfies the layer protocol the ``Workspace`` and the eager loop use
-(``fastnn.backends.workspace``, ``fastnn.backends.eager``).
-"""
+"""Workspaces of seeded ``Dense`` layers and data for the Cython backend's epoch tests."""
 
 from __future__ import annotations
 
@@ -12,6 +8,7 @@ import numpy as np
 
 from fastnn import _codes as C
 from fastnn.backends.workspace import Workspace
+from fastnn.layers import Dense
 
 HYPER = {  # lr, momentum, nesterov, weight decay, beta1, beta2, eps
     C.OPT_SGD: [0.05, 0.0, 0.0, 0.0, 0.9, 0.999, 1e-8],
@@ -20,38 +17,17 @@ HYPER = {  # lr, momentum, nesterov, weight decay, beta1, beta2, eps
 }
 
 
-class StubDense:
-    """A dense layer as the workspace and the eager loop see it (the layer protocol)."""
-
-    def __init__(self, W: np.ndarray, b: np.ndarray, alpha: float = 0.0) -> None:
-        self.W, self.b, self.act_alpha = W, b, alpha
-        self.input_shape, self.output_shape = (W.shape[0],), (W.shape[1],)
-
-    def parameters(self) -> list[np.ndarray]:
-        return [self.W, self.b]
-
-    def buffer_shapes(self, rows: int, act: int) -> dict[str, tuple[int, ...]]:
-        return {"z": (rows, self.W.shape[1])} if act in C.NEEDS_PREACTIVATION else {}
-
-    def forward_into(self, B, x, slot, n) -> None:  # noqa: ANN001
-        z = slot.buffers.get("z")
-        B.dense_forward(x, *slot.params, slot.act, self.act_alpha,
-                        None if z is None else z[:n], slot.output[:n])  # fmt: skip
-
-    def backward_into(self, B, x, slot, n, grad_x) -> None:  # noqa: ANN001
-        z = slot.buffers.get("z")
-        B.dense_backward(x, slot.params[0], None if z is None else z[:n], slot.output[:n],
-                         slot.delta[:n], slot.act, self.act_alpha, *slot.grads, grad_x)  # fmt: skip
-
-
 def make_workspace(sizes, acts, loss, optimizer, batch_size, dtype, alpha=0.3, seed=1, hyper=None):
-    """A workspace of dense layers ``sizes[i] -> sizes[i + 1]`` with seeded weights."""
+    """A workspace of built ``Dense`` layers ``sizes[i] -> sizes[i + 1]`` with seeded weights;
+    layer i declares the activation of code ``acts[i]`` (``alpha``: leaky slope, ELU alpha)."""
     rng = np.random.default_rng(seed)
-    layers = [
-        StubDense((rng.standard_normal((a, b)) / math.sqrt(a)).astype(dtype),
-                  (0.1 * rng.standard_normal(b)).astype(dtype), alpha)
-        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
-    ]  # fmt: skip
+    layers = []
+    for (d, k), act in zip(zip(sizes[:-1], sizes[1:], strict=True), acts, strict=True):
+        layer = Dense(d, k, C.ACTIVATION_NAMES[int(act)], negative_slope=alpha, alpha=alpha)
+        layer.build((d,), rng, dtype)
+        layer.W[...] = rng.standard_normal((d, k)) / math.sqrt(d)
+        layer.b[...] = 0.1 * rng.standard_normal(k)
+        layers.append(layer)
     hyper = np.asarray(HYPER[optimizer] if hyper is None else hyper, np.float64)
     return Workspace(layers, acts, loss, optimizer, hyper, batch_size, dtype)
 

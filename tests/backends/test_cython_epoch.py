@@ -1,7 +1,7 @@
 """``fastnn.backends.cython.train_epoch`` against the reference epoch and its sparse paths.
 
 The reference is ``fastnn.backends.eager.eager_epoch`` over the numpy backend's kernels, on a
-``Workspace`` of the same layers (``cython_workspace.py``). Threads and BLAS:
+``Workspace`` of the same ``Dense`` layers (``cython_workspace.py``). Threads and BLAS:
 ``test_cython_threads.py``.
 """
 

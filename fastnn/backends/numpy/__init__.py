@@ -4,12 +4,13 @@ This is both the fallback that works wherever NumPy does and the yardstick every
 backend is tested and timed against. Each docstring carries the formula; every function follows
 the kernel contract of :mod:`fastnn.backends` (caller-owned ``out`` buffers, no allocation of
 results). The modules mirror the compiled backends' packages: ``activations``, ``dense``,
-``losses``, ``optim``, ``epoch``.
+``conv`` (convolution and pooling), ``losses``, ``optim``, ``epoch``.
 """
 
 from __future__ import annotations
 
 from .activations import activation_backward, activation_forward
+from .conv import conv2d_backward, conv2d_forward, maxpool2d_backward, maxpool2d_forward
 from .dense import dense_backward, dense_forward
 from .epoch import train_epoch
 from .losses import (
@@ -27,7 +28,8 @@ FUSED_LAYERS: frozenset[str] = frozenset({"dense"})
 
 __all__ = [
     "NAME", "FUSED_LAYERS", "activation_backward", "activation_forward", "adam_update",
-    "binary_cross_entropy", "dense_backward", "dense_forward", "kl_divergence", "momentum_update",
-    "mse", "set_num_threads", "get_num_threads", "sgd_update", "softmax_cross_entropy",
+    "binary_cross_entropy", "conv2d_backward", "conv2d_forward", "dense_backward",
+    "dense_forward", "kl_divergence", "maxpool2d_backward", "maxpool2d_forward",
+    "momentum_update", "mse", "sgd_update", "softmax_cross_entropy",
     "softmax_cross_entropy_soft", "train_epoch",
 ]  # fmt: skip

@@ -73,5 +73,3 @@ def binary_cross_entropy(outputs: np.ndarray, targets: np.ndarray, grad_out: np.
     sig = 0.5 * (np.tanh(0.5 * o) + 1.0)
     np.multiply(sig - t, 1.0 / o.size, out=grad_out, casting="unsafe")
     return loss
-
-

@@ -59,5 +59,3 @@ def adam_update(
     denom = np.sqrt(v / dt(1.0 - beta2**step))
     denom += dt(eps)
     param -= dt(step_size) * (m / denom)
-
-

@@ -6,14 +6,14 @@ A. Each update reads param, grad and its state once and writes them once (NumPy'
    makes several passes and temporaries). Hyper-parameters are cast to the parameter dtype
    first, as the reference does, so float32 models see float32 arithmetic.
 B. Plain SGD on a sparse layer is stepped row by row inside the backward pass instead
-   (``_numba_sparse``), only where the gradient is not zero.
+   (:mod:`.sparse`), only where the gradient is not zero.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .._codes import (
+from ..._codes import (
     H_BETA1,
     H_BETA2,
     H_EPS,
@@ -24,7 +24,7 @@ from .._codes import (
     OPT_ADAM,
     OPT_MOMENTUM,
 )
-from ._jit import kernel
+from .jit import kernel
 
 
 @kernel
@@ -92,7 +92,7 @@ def adam_update(
 
 
 @kernel
-def update(
+def update_by_code(
     optimizer: int, param: np.ndarray, grad: np.ndarray, s1: np.ndarray, s2: np.ndarray,
     hyper: np.ndarray, step: int,
 ):  # fmt: skip

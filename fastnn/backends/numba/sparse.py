@@ -1,7 +1,7 @@
 """Hand-written loops of a dense layer over the non-zero inputs only (Numba).
 
 Used for tiny batches (where BLAS call overhead dominates) and sparse inputs (MNIST pixels are
-~81% zeros, ReLU outputs ~50%); ``fastnn.backends._numba_dense`` picks them per call.
+~81% zeros, ReLU outputs ~50%); ``fastnn.backends.numba.dense`` picks them per call.
 
 Design:
 
@@ -17,7 +17,7 @@ C. ``dirty`` (d,) says which rows of ``dW`` may hold non-zeros: a row no input o
    scaled by ``-lr``: rows of ``W`` whose inputs are all zero would not change, and ``dW`` is
    not written at all. At batch 1 that halves the memory traffic (``W`` and ``dW`` together
    overflow the 1 MB L2 cache; measured 0.8 s -> 0.3 s per MNIST epoch).
-D. All integer scratch lives in one int32 ``work`` array (see :func:`work_size`), allocated
+D. All integer scratch lives in one int32 ``scratch`` array (see :func:`scratch_size`), allocated
    once per epoch or per public call; nothing is allocated inside the loops.
 E. No array views (``W[j]``) and no helper calls taking arrays inside the per-row or
    per-column loops: each costs atomic reference-count updates in Numba, which a profile of
@@ -26,26 +26,26 @@ E. No array views (``W[j]``) and no helper calls taking arrays inside the per-ro
 
 from __future__ import annotations
 
-from ._jit import kernel
+from .jit import kernel
 
 CHUNK_ROWS = 64  # input rows per column index: its row lists stay in L1/L2
 
 
 @kernel
-def work_size(d: int) -> int:
+def scratch_size(d: int) -> int:
     """Length of the int32 scratch for a layer with ``d`` inputs."""
     return 2 * CHUNK_ROWS * d + CHUNK_ROWS + 2 * d + 1
 
 
 @kernel
-def _split(work, d):
+def _split(scratch, d):
     """Views of the int32 scratch: row lists, column rows, row lengths, column ends, active."""
     size = CHUNK_ROWS * d
-    lst = work[:size]
-    rows = work[size : 2 * size]
-    rowlen = work[2 * size : 2 * size + CHUNK_ROWS]
-    ends = work[2 * size + CHUNK_ROWS : 2 * size + CHUNK_ROWS + d + 1]
-    active = work[2 * size + CHUNK_ROWS + d + 1 : 2 * size + CHUNK_ROWS + 2 * d + 1]
+    lst = scratch[:size]
+    rows = scratch[size : 2 * size]
+    rowlen = scratch[2 * size : 2 * size + CHUNK_ROWS]
+    ends = scratch[2 * size + CHUNK_ROWS : 2 * size + CHUNK_ROWS + d + 1]
+    active = scratch[2 * size + CHUNK_ROWS + d + 1 : 2 * size + CHUNK_ROWS + 2 * d + 1]
     return lst, rows, rowlen, ends, active
 
 
@@ -65,25 +65,25 @@ def _row_lists(x, r0, r1, lst, rowlen):
 
 
 @kernel
-def _forward_row(x, i, W, out, work):
+def _forward_row(x, i, W, out, scratch):
     """out[i] = x[i] @ W over the non-zeros of row i, four rows of W per pass over out[i]."""
     d, k = W.shape
     zero = out.dtype.type(0.0)
     nnz = 0
     for j in range(d):
-        work[nnz] = j
+        scratch[nnz] = j
         nnz += x[i, j] != 0
     for c in range(k):
         out[i, c] = zero
     t = 0
     while t + 4 <= nnz:
-        j0, j1, j2, j3 = work[t], work[t + 1], work[t + 2], work[t + 3]
+        j0, j1, j2, j3 = scratch[t], scratch[t + 1], scratch[t + 2], scratch[t + 3]
         v0, v1, v2, v3 = x[i, j0], x[i, j1], x[i, j2], x[i, j3]
         for c in range(k):
             out[i, c] += v0 * W[j0, c] + v1 * W[j1, c] + v2 * W[j2, c] + v3 * W[j3, c]
         t += 4
     while t < nnz:
-        j0 = work[t]
+        j0 = scratch[t]
         v0 = x[i, j0]
         for c in range(k):
             out[i, c] += v0 * W[j0, c]
@@ -91,21 +91,21 @@ def _forward_row(x, i, W, out, work):
 
 
 @kernel
-def _forward_pair(x, i, W, out, work):
+def _forward_pair(x, i, W, out, scratch):
     """out[i], out[i + 1] over the union of the non-zeros of rows i and i + 1: each row of W
     is loaded once for both (the loads of W, from L2, bound this loop; measured -20%)."""
     d, k = W.shape
     zero = out.dtype.type(0.0)
     nnz = 0
     for j in range(d):
-        work[nnz] = j
+        scratch[nnz] = j
         nnz += (x[i, j] != 0) | (x[i + 1, j] != 0)
     for c in range(k):
         out[i, c] = zero
         out[i + 1, c] = zero
     t = 0
     while t + 4 <= nnz:
-        j0, j1, j2, j3 = work[t], work[t + 1], work[t + 2], work[t + 3]
+        j0, j1, j2, j3 = scratch[t], scratch[t + 1], scratch[t + 2], scratch[t + 3]
         a0, a1, a2, a3 = x[i, j0], x[i, j1], x[i, j2], x[i, j3]
         b0, b1, b2, b3 = x[i + 1, j0], x[i + 1, j1], x[i + 1, j2], x[i + 1, j3]
         for c in range(k):
@@ -114,7 +114,7 @@ def _forward_pair(x, i, W, out, work):
             out[i + 1, c] += b0 * w0 + b1 * w1 + b2 * w2 + b3 * w3
         t += 4
     while t < nnz:
-        j0 = work[t]
+        j0 = scratch[t]
         a0, b0 = x[i, j0], x[i + 1, j0]
         for c in range(k):
             out[i, c] += a0 * W[j0, c]
@@ -123,24 +123,24 @@ def _forward_pair(x, i, W, out, work):
 
 
 @kernel
-def forward_loops(x, W, out, work):
+def forward_loops(x, W, out, scratch):
     """out (n, k) = x @ W over the non-zeros of x (n, d); bias and activation not applied."""
     n = x.shape[0]
     for i in range(0, n - 1, 2):
-        _forward_pair(x, i, W, out, work)
+        _forward_pair(x, i, W, out, scratch)
     if n % 2:
-        _forward_row(x, n - 1, W, out, work)
+        _forward_row(x, n - 1, W, out, scratch)
 
 
 @kernel
-def _column_index(x, r0, r1, work):
+def _column_index(x, r0, r1, scratch):
     """Column index of the non-zeros of x[r0:r1] (Design B).
 
     Returns the number of touched columns; ``active`` lists them, column j's rows are
     ``rows[start:end]`` with ``end = ends[j]`` and ``start = ends[j - 1]`` (0 for j = 0).
     """
     d = x.shape[1]
-    lst, rows, rowlen, ends, active = _split(work, d)
+    lst, rows, rowlen, ends, active = _split(scratch, d)
     total = _row_lists(x, r0, r1, lst, rowlen)
     for j in range(d + 1):
         ends[j] = 0
@@ -163,22 +163,22 @@ def _column_index(x, r0, r1, work):
 
 
 @kernel
-def weight_grad_loops(x, delta, target, work, dirty, sgd, lr):
+def weight_grad_loops(x, delta, target, scratch, dirty, sgd, lr):
     """x (n, d), delta (n, k), over the non-zeros of x: target (d, k) = x.T @ delta (dW), or
     with ``sgd`` target (W) -= lr * x.T @ delta. dirty (d,): Design C; unused with ``sgd``.
     """
     n, d = x.shape
     k = delta.shape[1]
     zero = target.dtype.type(0.0)
-    alpha = target.dtype.type(-lr) if sgd else target.dtype.type(1.0)
-    lst, rows, rowlen, ends, active = _split(work, d)
+    scale = target.dtype.type(-lr) if sgd else target.dtype.type(1.0)
+    lst, rows, rowlen, ends, active = _split(scratch, d)
     for r0 in range(0, n, CHUNK_ROWS):
         if n == 1:
             # One row: its non-zero list is the column index (batch-1 SGD lives here).
             n_active = _row_lists(x, 0, 1, active, rowlen)
             rows[0] = 0
         else:
-            n_active = _column_index(x, r0, min(n, r0 + CHUNK_ROWS), work)
+            n_active = _column_index(x, r0, min(n, r0 + CHUNK_ROWS), scratch)
         if r0 == 0 and not sgd:
             # Rows no input touches must end up zero: only the dirty ones can be non-zero.
             for j in range(d):
@@ -200,8 +200,8 @@ def weight_grad_loops(x, delta, target, work, dirty, sgd, lr):
                 dirty[j] = True
             while t + 4 <= e:
                 i0, i1, i2, i3 = rows[t], rows[t + 1], rows[t + 2], rows[t + 3]
-                v0, v1 = alpha * x[i0, j], alpha * x[i1, j]
-                v2, v3 = alpha * x[i2, j], alpha * x[i3, j]
+                v0, v1 = scale * x[i0, j], scale * x[i1, j]
+                v2, v3 = scale * x[i2, j], scale * x[i3, j]
                 for c in range(k):
                     target[j, c] += (
                         v0 * delta[i0, c]
@@ -214,17 +214,17 @@ def weight_grad_loops(x, delta, target, work, dirty, sgd, lr):
             left = e - t
             if left == 3:
                 i0, i1, i2 = rows[t], rows[t + 1], rows[t + 2]
-                v0, v1, v2 = alpha * x[i0, j], alpha * x[i1, j], alpha * x[i2, j]
+                v0, v1, v2 = scale * x[i0, j], scale * x[i1, j], scale * x[i2, j]
                 for c in range(k):
                     target[j, c] += v0 * delta[i0, c] + v1 * delta[i1, c] + v2 * delta[i2, c]
             elif left == 2:
                 i0, i1 = rows[t], rows[t + 1]
-                v0, v1 = alpha * x[i0, j], alpha * x[i1, j]
+                v0, v1 = scale * x[i0, j], scale * x[i1, j]
                 for c in range(k):
                     target[j, c] += v0 * delta[i0, c] + v1 * delta[i1, c]
             elif left == 1:
                 i0 = rows[t]
-                v0 = alpha * x[i0, j]
+                v0 = scale * x[i0, j]
                 for c in range(k):
                     target[j, c] += v0 * delta[i0, c]
 

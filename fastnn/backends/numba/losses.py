@@ -6,8 +6,10 @@ A. Every loss returns the batch mean in float64 and writes ``grad`` (n, k) in th
    per-element arithmetic runs in float64 (cheap: k is the number of outputs), so float32 models
    get the reference's float64 loss.
 B. Targets are always 2-D here: class indices arrive as an int64 (n, 1) view. Then every
-   loss type-checks for both target kinds, and :func:`loss_value_grad` can dispatch on the loss
-   code at run time inside the compiled epoch (one specialization per target dtype).
+   loss type-checks for both target kinds, and :func:`loss_by_code` can dispatch on the loss
+   code at run time inside the compiled epoch (one specialization per target dtype). The
+   contract's ``softmax_cross_entropy`` (targets (n,)) is the Python entry point in front of
+   :func:`softmax_cross_entropy_kernel`.
 C. Softmax losses take the row maximum first (stable log-sum-exp); the gradient entries are
    ``exp(o - lse)`` computed in float64, so ``p - 1`` of the true class does not cancel in
    float32.
@@ -19,14 +21,14 @@ import math
 
 import numpy as np
 
-from .._codes import (
+from ..._codes import (
     LOSS_BINARY_CROSS_ENTROPY,
     LOSS_CROSS_ENTROPY,
     LOSS_CROSS_ENTROPY_SOFT,
     LOSS_KL_DIVERGENCE,
     LOSS_MSE,
 )
-from ._jit import kernel
+from .jit import kernel
 
 
 @kernel
@@ -56,7 +58,9 @@ def mse(outputs: np.ndarray, targets: np.ndarray, grad: np.ndarray) -> float:
 
 
 @kernel
-def softmax_cross_entropy(outputs: np.ndarray, targets: np.ndarray, grad: np.ndarray) -> float:
+def softmax_cross_entropy_kernel(
+    outputs: np.ndarray, targets: np.ndarray, grad: np.ndarray
+) -> float:
     """L = mean_i [lse(o_i) - o_i[t_i]]; grad = (softmax(o) - onehot(t)) / n.  t (n, 1) int."""
     n, k = outputs.shape
     inv_n = 1.0 / n
@@ -120,10 +124,10 @@ def binary_cross_entropy(outputs: np.ndarray, targets: np.ndarray, grad: np.ndar
 
 
 @kernel
-def loss_value_grad(loss: int, outputs: np.ndarray, targets: np.ndarray, grad: np.ndarray) -> float:
+def loss_by_code(loss: int, outputs: np.ndarray, targets: np.ndarray, grad: np.ndarray) -> float:
     """Dispatch on the loss code of :mod:`fastnn._codes` (targets 2-D, see Design B)."""
     if loss == LOSS_CROSS_ENTROPY:
-        return softmax_cross_entropy(outputs, targets, grad)
+        return softmax_cross_entropy_kernel(outputs, targets, grad)
     if loss == LOSS_MSE:
         return mse(outputs, targets, grad)
     if loss == LOSS_CROSS_ENTROPY_SOFT:
@@ -133,3 +137,8 @@ def loss_value_grad(loss: int, outputs: np.ndarray, targets: np.ndarray, grad: n
     if loss == LOSS_KL_DIVERGENCE:
         return kl_divergence(outputs, targets, grad)
     return math.nan
+
+
+def softmax_cross_entropy(outputs: np.ndarray, targets: np.ndarray, grad_out: np.ndarray) -> float:
+    """Trusted entry point of the contract: targets (n,) int64 become the (n, 1) view."""
+    return softmax_cross_entropy_kernel(outputs, targets.reshape(-1, 1), grad_out)

@@ -1,0 +1,83 @@
+"""The Numba backend: ``@njit`` kernels behind the kernel contract of :mod:`fastnn.backends`.
+
+The public functions are made by :func:`fastnn.backends._frontend.bind`: it checks every
+argument (a bad shape or dtype is a Python exception, never a crash in compiled code), casts
+scalars to plain Python types (NumPy scalars would compile new specializations) and calls the
+trusted entry points of this package's modules, which mirror the other backends:
+
+- ``activations``: bias + activation of one row, its derivative, every activation code;
+- ``dense``: fused dense forward/backward (``dense_forward_kernel``/``dense_backward_kernel``),
+  BLAS for dense inputs or the zero-skipping loops of ``sparse`` for tiny or sparse ones;
+- ``losses``: the five losses, value and gradient in one pass, and ``loss_by_code``;
+- ``optim``: SGD, momentum and Adam in one pass per parameter, and ``update_by_code``;
+- ``epoch``: the whole epoch in compiled code (``train_epoch_kernel``);
+- ``jit``: the JIT flags (cache, fastmath, no ``parallel``) and the stamped disk cache.
+
+Importing this package without Numba installed raises ImportError, which the backend registry
+reports as "unavailable".
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+try:
+    import numba
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("the 'numba' backend needs numba (pip install fastnn[numba])") from exc
+
+from .._frontend import CONV_NAMES, bind, contract_names
+from . import dense, epoch, losses, optim
+
+NAME = "numba"
+#: Layer kinds ``train_epoch`` runs; a model with any other layer trains through the eager loop.
+FUSED_LAYERS: frozenset[str] = frozenset({"dense"})
+
+
+def _trusted_entry_points() -> SimpleNamespace:
+    """The contract's functions, each from the module of its concern (arguments trusted).
+
+    The convolution and pooling kernels are not ported to Numba yet: ``bind`` leaves them out
+    when ``impl`` lacks them, so this backend has no ``conv2d_*``/``maxpool2d_*``.
+    """
+    modules = (dense, losses, optim, epoch)
+    found = {}
+    for name in contract_names():
+        owner = [m for m in modules if callable(getattr(m, name, None))]
+        if name in CONV_NAMES and not owner:
+            continue
+        if len(owner) != 1:
+            raise ImportError(f"numba backend: {name!r} is defined in {len(owner)} modules")
+        found[name] = getattr(owner[0], name)
+    return SimpleNamespace(**found)
+
+
+globals().update(bind(NAME, _trusted_entry_points()))
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads for the BLAS products (the only multi-threaded work of this backend).
+
+    The kernels themselves are single-threaded by design (no OpenMP ``prange`` next to BLAS,
+    see :mod:`.jit`); Numba's own pool is set too, capped at its maximum, so Numba code a user
+    writes alongside agrees. Applies to every BLAS library in the process.
+
+    Parameters
+    ----------
+    n : int
+        Number of threads, at least 1.
+    """
+    if isinstance(n, bool) or n != int(n) or int(n) < 1:
+        raise ValueError(f"number of threads must be an integer >= 1, got {n!r}")
+    n = int(n)
+    import scipy.linalg.cython_blas  # noqa: F401  (loads the OpenBLAS that np.dot uses in Numba)
+    from threadpoolctl import threadpool_limits
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    threadpool_limits(limits=n, user_api="blas")
+    dense.set_blas_threads(n)
+
+
+def get_num_threads() -> int:
+    """Threads of the BLAS products (what the loops-or-BLAS cost model assumes)."""
+    return dense.blas_threads()

@@ -1,0 +1,119 @@
+"""The one place that sets Numba's JIT flags and the on-disk cache of every fastnn kernel.
+
+Design:
+
+A. ``fastmath`` is a *set of fine flags*, never ``True``: ``True`` includes "nnan" and "ninf",
+   which let LLVM assume no NaN/inf exists and compile away the non-finite-loss check that
+   stops an epoch. Reassociation and contraction (FMA) are what the loops need to vectorize.
+B. Compiled code is cached on disk (:data:`CACHE`), so a second process loads machine code
+   instead of recompiling (compiling an epoch takes many seconds; where they go:
+   ``benchmarks/numba_cold_start.py``). Numba stamps a cache entry with its own file only,
+   yet a kernel inlines code and constants from other files (``fastnn/_codes.py``, the other
+   modules of this package): editing those would silently keep stale machine code.
+   :func:`kernel` therefore gives every fastnn kernel a cache (:class:`_StampedCache`) whose
+   entries carry a hash of all those files (:func:`sources_stamp`) *wherever* the cache
+   lives: the package's ``__pycache__``, ``NUMBA_CACHE_DIR`` or the user-wide cache (Numba
+   picks the directory as usual). Numba's own locator list is not touched, so other Numba
+   code in the process keeps Numba's behaviour.
+C. With nothing writable for a cache (read-only install, read-only ``NUMBA_CACHE_DIR`` and
+   home), the kernels run uncached: slower to start, same results, and one warning per process
+   says so (``@njit(cache=True)`` would raise at import instead).
+D. ``error_model="numpy"``: float division by zero gives inf/NaN like NumPy (the loss check
+   sees it) instead of a Python ZeroDivisionError, and the division needs no branch.
+E. No ``inline="always"``: Numba-level inlining of a helper that takes arrays adds atomic
+   reference counting at every call site; hot loops are written out instead.
+F. ``parallel`` is off: no ``prange`` anywhere. The only multi-threaded work is BLAS (scipy's
+   OpenBLAS, reached through ``np.dot``). An OpenMP ``prange`` next to BLAS calls leaves spinning
+   OpenMP workers that starve the BLAS threads (DESIGN.md measured 25x slower at batch 128);
+   the sparse first-layer loops, the only place where ``prange`` could help, are already
+   several times faster than the dense product they replace, so one pool (BLAS) is kept.
+   See ``fastnn.backends.numba.set_num_threads``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numba
+from numba.core.caching import FunctionCache, IndexDataCacheFile
+from numba.core.dispatcher import Dispatcher
+
+FASTMATH: frozenset[str] = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+
+#: Compile options of every kernel (the disk cache is attached by :func:`kernel`, Design B).
+JIT_OPTIONS: dict[str, Any] = {
+    "fastmath": set(FASTMATH),
+    "error_model": "numpy",
+    "nogil": True,
+}
+#: Cache compiled kernels on disk (Design B); False only compiles in memory.
+CACHE = True
+
+PACKAGE = Path(__file__).resolve().parent
+CODES = PACKAGE.parent.parent / "_codes.py"
+_stamp: str | None = None
+_uncached: list[str] = []  # why caching is off in this process (Design C), once
+
+
+def stamped_files() -> list[Path]:
+    """Every file a fastnn kernel's machine code can depend on: this package and the codes."""
+    return sorted(PACKAGE.glob("*.py")) + [CODES]
+
+
+def sources_stamp() -> str:
+    """Hash of :func:`stamped_files` (computed once per process)."""
+    global _stamp
+    if _stamp is None:
+        digest = hashlib.sha256()
+        for path in stamped_files():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        _stamp = digest.hexdigest()
+    return _stamp
+
+
+class _StampedCache(FunctionCache):
+    """Numba's per-function disk cache, its entries stamped with :func:`sources_stamp` too.
+
+    An index whose stamp differs (any stamped file changed) is discarded and overwritten, as
+    Numba does when the function's own file changes.
+    """
+
+    def __init__(self, py_func: Callable) -> None:
+        super().__init__(py_func)  # picks the directory (raises RuntimeError if none is usable)
+        self._cache_file = IndexDataCacheFile(
+            cache_path=self._cache_path,
+            filename_base=self._impl.filename_base,
+            source_stamp=(self._impl.locator.get_source_stamp(), sources_stamp()),
+        )
+
+
+def _run_uncached(name: str, reason: BaseException) -> None:
+    if not _uncached:
+        _uncached.append(f"{name}: {reason}")
+        warnings.warn(
+            "fastnn's numba kernels run uncached (compiled again in every process, results "
+            f"unchanged): no writable cache directory ({reason}). Set NUMBA_CACHE_DIR to a "
+            "writable directory to cache them.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def uncached_reason() -> str | None:
+    """Why this process compiles without a disk cache, or None when caching works."""
+    return _uncached[0] if _uncached else None
+
+
+def kernel(func: Callable) -> Callable:
+    """Compile ``func`` with fastnn's JIT flags (lazily, on the first call) and disk cache."""
+    dispatcher = numba.njit(**JIT_OPTIONS)(func)
+    if CACHE and isinstance(dispatcher, Dispatcher):  # not under NUMBA_DISABLE_JIT=1
+        try:
+            dispatcher._cache = _StampedCache(func)
+        except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+            _run_uncached(func.__qualname__, exc)
+    return dispatcher

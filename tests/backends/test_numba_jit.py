@@ -1,0 +1,171 @@
+"""``fastnn.backends.numba.jit`` and the package import: JIT flags, the stamped disk cache.
+
+The cache tests run fresh processes on a copy of the ``fastnn`` package in a temporary
+directory, so they can edit sources and place (or block) the cache at will:
+
+- a stale cache is never used, wherever the cache lives (``NUMBA_CACHE_DIR``, the package's
+  ``__pycache__``, the user-wide cache): a kernel is compiled and cached, a second process
+  loads it from there (the cache is live), then two optimizer codes are swapped in the copy's
+  ``_codes.py`` (a file the kernel's own file does not change with) and a third process must
+  compile afresh and give the reference's numbers;
+- with nothing writable for a cache the package still imports and runs, uncached, with one
+  warning. Every cache place is blocked by a *file* standing where a directory must go, which
+  holds also when the tests run as root (for whom read-only permissions do not apply).
+
+One small kernel (``update_by_code``) is compiled per process to keep the time bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("numba")
+
+import fastnn  # noqa: E402
+from fastnn.backends.numba import activations, dense, epoch, jit, losses, optim, sparse  # noqa: E402
+
+MODULES = (activations, dense, epoch, jit, losses, optim, sparse)
+
+
+def test_jit_flags_keep_the_non_finite_check():
+    assert not {"nnan", "ninf", "fast"} & set(jit.JIT_OPTIONS["fastmath"])
+    assert "parallel" not in jit.JIT_OPTIONS
+    assert "cache" not in jit.JIT_OPTIONS and jit.CACHE is True  # kernel() attaches the cache
+
+
+def test_every_kernel_is_stamped_with_every_source():
+    from numba.core.dispatcher import Dispatcher
+
+    package = Path(jit.__file__).parent
+    assert set(jit.stamped_files()) == set(package.glob("*.py")) | {
+        Path(fastnn.__file__).parent / "_codes.py"
+    }
+    kernels = [
+        obj for m in MODULES for obj in vars(m).values()
+        if isinstance(obj, Dispatcher) and obj.py_func.__module__ == m.__name__
+    ]  # fmt: skip
+    assert len(kernels) > 20
+    for k in kernels:
+        assert type(k._cache).__name__ == "_StampedCache", k
+        assert k._cache._cache_file._source_stamp[1] == jit.sources_stamp(), k
+
+
+PROBE = """
+    import json, warnings
+    import numpy as np
+    warnings.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import fastnn.backends as B
+        status = B.backend_status()["numba"]
+        from fastnn import _codes as C
+        from fastnn.backends import numpy as ref
+        from fastnn.backends.numba import jit, optim
+        p, g, m, v = (np.linspace(-1.0, 1.0, 5) + i for i in range(4))
+        expected = p.copy()
+        ref.adam_update(expected, g.copy(), m.copy(), v.copy(), 0.1, 0.9, 0.999, 1e-8, 0.0, 1)
+        hyper = np.array([0.1, 0.9, 0.0, 0.0, 0.9, 0.999, 1e-8])
+        optim.update_by_code(C.OPT_ADAM, p, g, m, v, hyper, 1)
+    stats = optim.update_by_code.stats
+    print(json.dumps({
+        "ok": bool(np.allclose(p, expected, rtol=1e-12)), "status": status,
+        "hits": sum(stats.cache_hits.values()), "misses": sum(stats.cache_misses.values()),
+        "path": str(getattr(optim.update_by_code._cache, "cache_path", None) or ""),
+        "file": optim.__file__, "reason": jit.uncached_reason(),
+        "warnings": sum("uncached" in str(w.message) for w in caught),
+    }))
+"""
+
+
+def _copy_package(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.so", "*.c", "*.html")
+    shutil.copytree(Path(fastnn.__file__).parent, src / "fastnn", ignore=ignore)
+    return src
+
+
+def _probe(src: Path, **env: str) -> dict:
+    base = {
+        k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "NUMBA_DEBUG_CACHE")
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(PROBE)],
+        env={**base, "PYTHONPATH": str(src), "PYTHONDONTWRITEBYTECODE": "1", **env},
+        cwd=src.parent, capture_output=True, text=True, timeout=600,  # cwd: "" on sys.path
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout.strip().splitlines()[-1])
+    assert Path(info["file"]).is_relative_to(src), info  # the copy, not the installed fastnn
+    return info
+
+
+def _swap_optimizer_codes(src: Path) -> None:
+    codes = src / "fastnn" / "_codes.py"
+    text = codes.read_text()
+    text, n = re.subn(r"^OPT_MOMENTUM = 1\b", "OPT_MOMENTUM = 2", text, flags=re.M)
+    text, m = re.subn(r"^OPT_ADAM = 2\b", "OPT_ADAM = 1", text, flags=re.M)
+    assert n == m == 1, "the code table changed: update this test"
+    codes.write_text(text)
+
+
+@pytest.mark.parametrize("where", ["NUMBA_CACHE_DIR", "in-tree", "user-wide"])
+def test_stale_cache_is_never_used(tmp_path, where):
+    src = _copy_package(tmp_path)
+    numba_dir = src / "fastnn" / "backends" / "numba"
+    env, cache = {}, numba_dir / "__pycache__"
+    if where == "NUMBA_CACHE_DIR":
+        env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba-cache")
+        cache = tmp_path / "numba-cache"
+    elif where == "user-wide":
+        (numba_dir / "__pycache__").write_text("a file: no in-tree cache")
+        env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+        cache = tmp_path / "xdg"
+    first = _probe(src, **env)
+    assert first["ok"] and first["misses"] >= 1 and first["hits"] == 0, first
+    assert Path(first["path"]).is_relative_to(cache), first
+    assert list(Path(first["path"]).glob("optim.update_by_code-*.nbi")), first
+    second = _probe(src, **env)
+    assert second["ok"] and second["hits"] >= 1, ("the cache is not live", second)
+    _swap_optimizer_codes(src)
+    third = _probe(src, **env)
+    assert third["hits"] == 0, ("stale machine code loaded", third)
+    assert third["ok"], third
+
+
+def test_unwritable_cache_runs_uncached_with_one_warning(tmp_path):
+    src = _copy_package(tmp_path)
+    (src / "fastnn" / "backends" / "numba" / "__pycache__").write_text("blocks the in-tree cache")
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("every cache directory would have to be below this file")
+    env = {"NUMBA_CACHE_DIR": str(blocker / "numba"), "XDG_CACHE_HOME": str(blocker / "xdg"),
+           "HOME": str(blocker / "home")}  # fmt: skip
+    info = _probe(src, **env)
+    assert info["status"] == "ok" and info["ok"], info
+    assert info["warnings"] == 1 and info["reason"], info
+    assert info["path"] == "" and info["hits"] == 0, info  # Numba's null cache
+
+
+def test_missing_numba_is_an_import_error():
+    code = """
+        import sys
+        sys.modules["numba"] = None  # what Python does for a package that is not installed
+        try:
+            import fastnn.backends.numba
+        except ImportError as exc:
+            print("ImportError:", exc)
+        import fastnn.backends as B
+        print(B.available_backends())
+    """
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "ImportError:" in result.stdout and "'numba'" not in result.stdout.splitlines()[-1]
