@@ -86,7 +86,7 @@ cdef inline void softmax_row(floating* o, const floating* b, Py_ssize_t k) noexc
         o[j] /= <floating>total
 
 
-cdef inline void bias_z_act_row(floating* o, const floating* b, Py_ssize_t k, int act,
+cdef inline void preact_row(floating* o, const floating* b, Py_ssize_t k, int act,
                                 floating* z) noexcept nogil:
     """The activations that keep z: z = o + b, then o = act(z)."""
     cdef Py_ssize_t j
@@ -138,13 +138,13 @@ cdef inline void bias_act_row(floating* o, const floating* b, Py_ssize_t k, int 
     elif act == SOFTMAX:
         softmax_row(o, b, k)
     elif needs_z(act):
-        bias_z_act_row(o, b, k, act, z)
+        preact_row(o, b, k, act, z)
     else:
         for j in range(k):
             o[j] += b[j]
 
 
-cdef inline void z_act_backward_row(const floating* z, floating* g, Py_ssize_t k,
+cdef inline void preact_backward_row(const floating* z, floating* g, Py_ssize_t k,
                                     int act) noexcept nogil:
     """The derivatives written from z (GELU, its tanh form, SiLU)."""
     cdef Py_ssize_t j
@@ -195,4 +195,4 @@ cdef inline void act_backward_row(const floating* z, const floating* a, floating
         for j in range(k):
             g[j] = (g[j] - <floating>dot) * a[j]
     elif needs_z(act):
-        z_act_backward_row(z, g, k, act)
+        preact_backward_row(z, g, k, act)

@@ -32,7 +32,7 @@ from libc.string cimport memset
 
 from .activations cimport act_backward_row, bias_act_row
 from .blas cimport gemm
-from .sparse cimport Csc, Csr, dw_sparse, forward_loops
+from .sparse cimport Csc, Csr, forward_loops, input_grad_loops, weight_grad_loops
 from .team cimport Team, n_chunks
 
 
@@ -81,22 +81,11 @@ cdef inline void grad_x_rows(Py_ssize_t lo, Py_ssize_t hi, const floating* delta
                              const floating* W, Py_ssize_t d, floating* grad_x, bint loops,
                              bint own) noexcept nogil:
     """Rows lo..hi of grad_x = delta @ W.T (dot products for tiny batches, else BLAS)."""
-    cdef Py_ssize_t r, i, j
-    cdef floating acc
-    cdef const floating* dr
-    cdef const floating* wi
-    if not loops:
-        gemm(own, False, True, <int>(hi - lo), <int>d, <int>k, <floating>1, delta + lo * k,
-             <int>k, W, <int>k, <floating>0, grad_x + lo * d, <int>d)
+    if loops:
+        input_grad_loops(delta, lo, hi, k, W, d, grad_x)
         return
-    for r in range(lo, hi):
-        dr = delta + r * k
-        for i in range(d):
-            wi = W + i * k
-            acc = 0
-            for j in range(k):
-                acc += dr[j] * wi[j]
-            grad_x[r * d + i] = acc
+    gemm(own, False, True, <int>(hi - lo), <int>d, <int>k, <floating>1, delta + lo * k, <int>k,
+         W, <int>k, <floating>0, grad_x + lo * d, <int>d)
 
 
 cdef inline void dw_blas_rows(Py_ssize_t f0, Py_ssize_t f1, const floating* x, Py_ssize_t n,
@@ -148,7 +137,7 @@ cdef inline void dense_backward_kernel(const floating* x, Py_ssize_t n, Py_ssize
             for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
                 grad_x_rows(n * t // nt, n * (t + 1) // nt, grad, k, W, d, grad_x, loops, own)
     if loops:
-        dw_sparse(x, n, d, grad, k, csc, dW, dirty, W, sgd, lr, False, team)
+        weight_grad_loops(x, n, d, grad, k, csc, dW, dirty, W, sgd, lr, False, team)
         return
     if dirty != NULL:
         memset(dirty, 1, d)  # BLAS wrote every row: any may be non-zero now

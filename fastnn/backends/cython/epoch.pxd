@@ -23,8 +23,8 @@ from .dense cimport delta_and_db, dense_backward_kernel, dense_forward_kernel
 from .losses cimport loss_by_code
 from .optim cimport update_by_code
 from .sparse cimport (
-    SMALL_ROWS, Csc, Csr, Touched, build_csc, build_csr, csc_from_csr, dw_scatter, dw_sparse,
-    use_loops,
+    SMALL_ROWS, Csc, Csr, Touched, build_csc, build_csr, csc_from_csr, dw_scatter, use_loops,
+    weight_grad_loops,
 )
 from .team cimport PARALLEL, Team, choose_mode, fastnn_has_openmp, fastnn_wtime, record
 
@@ -111,8 +111,8 @@ cdef inline void backward_first_blocks(Epoch* e, const floating* xb, Py_ssize_t 
     while r0 < m:
         r1 = r0 + ROW_BLOCK if r0 + ROW_BLOCK < m else m
         csc_from_csr(&e.csr, r0, r1, L.d, &e.csc)
-        dw_sparse(xb + r0 * L.d, r1 - r0, L.d, grad + r0 * L.k, L.k, &e.csc, <floating*>L.dW,
-                  L.dirty, <floating*>L.W, False, 0, r0 > 0, e.team)
+        weight_grad_loops(xb + r0 * L.d, r1 - r0, L.d, grad + r0 * L.k, L.k, &e.csc,
+                          <floating*>L.dW, L.dirty, <floating*>L.W, False, 0, r0 > 0, e.team)
         r0 = r1
 
 

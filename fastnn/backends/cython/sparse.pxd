@@ -8,10 +8,11 @@ where each feature is nonzero (a counting sort, from ``Csr`` or by scanning x). 
 tiny batches use the loops as well: there they beat BLAS's call overhead (``use_loops``).
 
 - forward: ``out[r, :] += x[r, i] * W[i, :]`` only for nonzero ``x[r, i]``, four weight rows
-  per pass over the output row (``forward_rows``; rows split over the team);
+  per pass over the output row (``forward_loops``; rows split over the team);
 - dW: one row ``dW[i, :]`` at a time from the samples where feature i is nonzero, so each row
-  is written once (``dw_sparse``; features split over the team), with the plain-SGD step of
-  that row fused in while it is in L1 (``sgd``);
+  is written once (``weight_grad_loops``; features split over the team), with the plain-SGD
+  step of that row fused in while it is in L1 (``sgd``);
+- grad_x of a tiny batch: dot products (``input_grad_loops``);
 - dW of a tiny batch (fewer than SMALL_ROWS rows) straight from its ``Csr``, in O(nonzeros)
   (``dw_scatter``).
 
@@ -239,11 +240,31 @@ cdef inline void forward_loops(const floating* x, Py_ssize_t n, Py_ssize_t d, co
         forward_rows(x, n * t // nt, n * (t + 1) // nt, d, W, k, b, act, alpha, z, out, csr)
 
 
+# grad_x --------------------------------------------------------------------------------------
+cdef inline void input_grad_loops(const floating* delta, Py_ssize_t lo, Py_ssize_t hi,
+                                  Py_ssize_t k, const floating* W, Py_ssize_t d,
+                                  floating* grad_x) noexcept nogil:
+    """Rows lo..hi of grad_x (n, d) = delta (n, k) @ W.T, one dot product of length k each
+    (tiny batches, where a BLAS call costs more than the work)."""
+    cdef Py_ssize_t r, i, j
+    cdef floating acc
+    cdef const floating* dr
+    cdef const floating* wi
+    for r in range(lo, hi):
+        dr = delta + r * k
+        for i in range(d):
+            wi = W + i * k
+            acc = 0
+            for j in range(k):
+                acc += dr[j] * wi[j]
+            grad_x[r * d + i] = acc
+
+
 # dW ------------------------------------------------------------------------------------------
-cdef inline void dw_sparse_rows(Py_ssize_t f0, Py_ssize_t f1, const floating* x, Py_ssize_t d,
-                                const floating* delta, Py_ssize_t k, const Csc* csc,
-                                floating* dW, char* dirty, floating* W, bint sgd,
-                                floating lr, bint accumulate) noexcept nogil:
+cdef inline void weight_grad_rows(Py_ssize_t f0, Py_ssize_t f1, const floating* x,
+                                  Py_ssize_t d, const floating* delta, Py_ssize_t k,
+                                  const Csc* csc, floating* dW, char* dirty, floating* W,
+                                  bint sgd, floating lr, bint accumulate) noexcept nogil:
     """Rows f0..f1 of dW (+)= x.T @ delta, from the samples where each feature is nonzero.
 
     ``dirty`` (NULL: every row may be non-zero) is read and kept up to date. ``sgd`` also
@@ -295,10 +316,10 @@ cdef inline void dw_sparse_rows(Py_ssize_t f0, Py_ssize_t f1, const floating* x,
                 W[i * k + j] -= lr * row[j]
 
 
-cdef inline void dw_sparse(const floating* x, Py_ssize_t n, Py_ssize_t d, const floating* delta,
-                           Py_ssize_t k, const Csc* csc, floating* dW, char* dirty,
-                           floating* W, bint sgd, floating lr, bint accumulate,
-                           Team team) noexcept nogil:
+cdef inline void weight_grad_loops(const floating* x, Py_ssize_t n, Py_ssize_t d,
+                                   const floating* delta, Py_ssize_t k, const Csc* csc,
+                                   floating* dW, char* dirty, floating* W, bint sgd, floating lr,
+                                   bint accumulate, Team team) noexcept nogil:
     """dW (+)= x.T @ delta through the pattern; features split by equal numbers of nonzeros."""
     cdef Py_ssize_t bounds[MAX_THREADS + 1]
     cdef Py_ssize_t i, t, total
@@ -306,7 +327,7 @@ cdef inline void dw_sparse(const floating* x, Py_ssize_t n, Py_ssize_t d, const 
     total = csc.end[d - 1] + 1 if d > 0 else 0  # nonzeros + slack slots
     nt = n_chunks((total - d) * k, d, team.size)
     if nt == 1 or not team.parallel:  # each row of dW is computed alike in any chunk
-        dw_sparse_rows(0, d, x, d, delta, k, csc, dW, dirty, W, sgd, lr, accumulate)
+        weight_grad_rows(0, d, x, d, delta, k, csc, dW, dirty, W, sgd, lr, accumulate)
         return
     # csc.start[i] counts the nonzeros and slack slots before feature i: a cost prefix sum.
     bounds[0] = 0
@@ -319,8 +340,8 @@ cdef inline void dw_sparse(const floating* x, Py_ssize_t n, Py_ssize_t d, const 
         bounds[t] = d
         t += 1
     for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
-        dw_sparse_rows(bounds[t], bounds[t + 1], x, d, delta, k, csc, dW, dirty, W, sgd, lr,
-                       accumulate)
+        weight_grad_rows(bounds[t], bounds[t + 1], x, d, delta, k, csc, dW, dirty, W, sgd, lr,
+                         accumulate)
 
 
 # dW of tiny batches, from the rows' nonzeros -------------------------------------------------
