@@ -234,6 +234,23 @@ def new_scratch(ws):
     return {name: np.empty(size, dtype) for name, (size, dtype) in _scratch_sizes(ws).items()}
 
 
+cdef bind_scratch(Epoch* e, dict scratch):
+    """Point the epoch at its scratch buffers (checked against the workspace by the caller)."""
+    cdef cnp.ndarray dirty = scratch["dirty"], stamp = scratch["stamp"]
+    e.csr.ptr = <Py_ssize_t*>data(scratch["csr_ptr"])
+    e.csr.cols = <int*>data(scratch["csr_cols"])
+    e.csc.start = <Py_ssize_t*>data(scratch["csc_start"])
+    e.csc.end = <Py_ssize_t*>data(scratch["csc_end"])
+    e.csc.rows = <int*>data(scratch["csc_rows"])
+    # dW may have changed since the last call: any of its rows may be non-zero.
+    dirty.fill(1)
+    stamp.fill(0)
+    e.touched.stamp = <int*>data(stamp)
+    e.touched.rows = <int*>data(scratch["rows"])
+    e.touched.before = <int*>data(scratch["before"])
+    e.touched.n_before, e.touched.batch, e.touched.known = 0, 0, False
+
+
 def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t[::1] order,
                 Py_ssize_t batch_size, double[::1] batch_losses, int nthreads,
                 double[::1] stats, dict scratch):
@@ -246,7 +263,7 @@ def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t
     cdef const double[::1] hyper = ws.hyper
     cdef Epoch e
     cdef Layer* L
-    cdef cnp.ndarray dirty = scratch["dirty"], stamp = scratch["stamp"]
+    cdef cnp.ndarray dirty = scratch["dirty"]
     if stats.shape[0] != STATS:
         raise ValueError(f"stats must hold {STATS} doubles")
     for name, (size, dtype) in _scratch_sizes(ws).items():
@@ -266,18 +283,7 @@ def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t
     e.x_batch, e.y_batch, e.targets = data(ws.x_batch), data(ws.y_batch), data(targets)
     e.order, e.n_order, e.batch_size = &order[0], order.shape[0], batch_size
     e.losses, e.step = &batch_losses[0], ws.step
-    e.csr.ptr = <Py_ssize_t*>data(scratch["csr_ptr"])
-    e.csr.cols = <int*>data(scratch["csr_cols"])
-    e.csc.start = <Py_ssize_t*>data(scratch["csc_start"])
-    e.csc.end = <Py_ssize_t*>data(scratch["csc_end"])
-    e.csc.rows = <int*>data(scratch["csc_rows"])
-    # dW may have changed since the last call: any of its rows may be non-zero.
-    dirty.fill(1)
-    stamp.fill(0)
-    e.touched.stamp = <int*>data(stamp)
-    e.touched.rows = <int*>data(scratch["rows"])
-    e.touched.before = <int*>data(scratch["before"])
-    e.touched.n_before, e.touched.batch, e.touched.known = 0, 0, False
+    bind_scratch(&e, scratch)
     e.layers = <Layer*>calloc(e.n_layers, sizeof(Layer))
     if e.layers == NULL:
         raise MemoryError("no memory for the training workspace")
