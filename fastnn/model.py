@@ -218,11 +218,11 @@ class Sequential:
         call; otherwise the layers run one by one on their kernels. A plan is rebuilt when a
         parameter array was replaced (``layer.W = ...``), never reused stale.
         """
-        params = tuple(id(p) for p in self.parameters())
         key = (B.NAME, rows, last_act)
         cached = self.__dict__.setdefault("_plans", {}).get(key)
-        if cached is not None and cached[0] == params:
+        if cached is not None and all(getattr(la, n) is a for la, n, a in cached[0]):
             return cached[1]
+        refs = [(la, n, getattr(la, n)) for la in self.layers for n in la.param_names]
         acts = [layer.act_code for layer in self.layers[:-1]] + [last_act]
         if hasattr(B, "prepare_predict_dense") and all(la.kind == "dense" for la in self.layers):
             run = B.prepare_predict_dense(
@@ -241,7 +241,7 @@ class Sequential:
 
         if len(self._plans) > 8:  # a few batch sizes and output kinds, not an unbounded cache
             self._plans.clear()
-        self._plans[key] = (params, run)
+        self._plans[key] = (refs, run)
         return run
 
     def _loss_input_act(self, loss: Loss | None) -> int:
