@@ -160,6 +160,10 @@ class Sequential:
     def __repr__(self) -> str:
         return f"Sequential({self.layers!r})"
 
+    def __getstate__(self) -> dict:
+        # Prediction plans hold compiled-kernel closures and buffers: rebuilt on demand.
+        return {k: v for k, v in self.__dict__.items() if k != "_plans"}
+
     # -- the teaching path: explicit forward and backward ------------------------------------
     def forward(self, X: np.ndarray) -> np.ndarray:
         """Run every layer on ``X`` (n, *input_shape); returns (n, *output_shape).
@@ -192,22 +196,53 @@ class Sequential:
     def _forward_all(self, X: np.ndarray, last_act: int, backend: str | None = None) -> np.ndarray:
         self._require_built(X)
         B = resolve_backend(backend or self.backend)
-        return self._forward_checked(B, check_X(X, self.input_shape, self.dtype), last_act)
+        if not _ready(X, self.input_shape, self.dtype):  # the common case skips the conversion
+            X = check_X(X, self.input_shape, self.dtype)
+        return self._forward_checked(B, X, last_act)
 
     def _forward_checked(self, B: ModuleType, X: np.ndarray, last_act: int) -> np.ndarray:
         """Outputs (n, n_outputs) for inputs already checked and converted, on backend ``B``."""
         n = X.shape[0]
         out = np.empty((n, self.n_outputs), dtype=self.dtype)
-        acts = [layer.act_code for layer in self.layers[:-1]] + [last_act]
-        slots = make_slots(self.layers, acts, min(n, PREDICT_CHUNK), self.dtype, training=False)
+        run = self._predict_plan(B, min(n, PREDICT_CHUNK), last_act)
         for start in range(0, n, PREDICT_CHUNK):
             x = X[start : start + PREDICT_CHUNK]
-            m = x.shape[0]
-            for layer, slot in zip(self.layers, slots, strict=True):
-                layer.forward_into(B, x, slot, m)
-                x = slot.output[:m]
-            out[start : start + m] = x.reshape(m, -1)
+            out[start : start + x.shape[0]] = run(x).reshape(x.shape[0], -1)
         return out
+
+    def _predict_plan(self, B: ModuleType, rows: int, last_act: int):  # noqa: ANN202
+        """A forward pass for up to ``rows`` samples, kept between calls (a served model
+        predicts one sample at a time: buffers are allocated once, not per call).
+
+        A backend with ``prepare_predict_dense`` runs a stack of dense layers in one compiled
+        call; otherwise the layers run one by one on their kernels. A plan is rebuilt when a
+        parameter array was replaced (``layer.W = ...``), never reused stale.
+        """
+        key = (B.NAME, rows, last_act)
+        cached = self.__dict__.setdefault("_plans", {}).get(key)
+        if cached is not None and all(getattr(la, n) is a for la, n, a in cached[0]):
+            return cached[1]
+        refs = [(la, n, getattr(la, n)) for la in self.layers for n in la.param_names]
+        acts = [layer.act_code for layer in self.layers[:-1]] + [last_act]
+        if hasattr(B, "prepare_predict_dense") and all(la.kind == "dense" for la in self.layers):
+            run = B.prepare_predict_dense(
+                [la.W for la in self.layers], [la.b for la in self.layers], acts,
+                [la.act_alpha for la in self.layers], rows,
+            )  # fmt: skip
+        else:
+            slots = make_slots(self.layers, acts, rows, self.dtype, training=False)
+
+            def run(x: np.ndarray) -> np.ndarray:
+                m = x.shape[0]
+                for layer, slot in zip(self.layers, slots, strict=True):
+                    layer.forward_into(B, x, slot, m)
+                    x = slot.output[:m]
+                return x
+
+        if len(self._plans) > 8:  # a few batch sizes and output kinds, not an unbounded cache
+            self._plans.clear()
+        self._plans[key] = (refs, run)
+        return run
 
     def _loss_input_act(self, loss: Loss | None) -> int:
         """Last layer's activation as ``loss`` sees it: identity where the loss fuses it."""
@@ -311,9 +346,12 @@ class Sequential:
         anything is decompressed); raise it for a larger model. See :func:`fastnn.io.read`.
         """
         saved = io.read(path, max_bytes=max_bytes)
-        model = cls(saved.layers, seed=saved.seed, dtype=saved.dtype,
-                    input_shape=saved.input_shape)  # fmt: skip
-        saved.restore_into(model)
+        try:
+            model = cls(saved.layers, seed=saved.seed, dtype=saved.dtype,
+                        input_shape=saved.input_shape)  # fmt: skip
+            saved.restore_into(model)
+        except ValueError as exc:  # layers that cannot take the stored shapes or weights
+            raise io.ModelFileError(f"{path}: the layers do not fit their weights: {exc}") from exc
         return model
 
 
@@ -332,6 +370,19 @@ def load(path: str | os.PathLike[str], *, max_bytes: int = io.DEFAULT_MAX_BYTES)
         Same layers, weights, dtype and loss; ``optimizer`` restored with its state when saved.
     """
     return Sequential.load(path, max_bytes=max_bytes)
+
+
+def _ready(X: object, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    """True when ``X`` needs no conversion: a finite, C-contiguous, non-empty array of the model
+    dtype and sample shape (else ``check_X`` converts it or names the problem)."""
+    return (
+        type(X) is np.ndarray
+        and X.dtype == dtype
+        and X.shape[1:] == shape
+        and X.shape[0] > 0
+        and X.flags.c_contiguous
+        and bool(np.isfinite(X).all())
+    )
 
 
 def _declared_input(layer: Layer) -> tuple[int, ...] | None:
