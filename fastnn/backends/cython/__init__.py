@@ -22,6 +22,9 @@ thread, outside the team, with the threads the process gave scipy's BLAS: on a b
 multi-threaded OpenBLAS then slows dense inputs down (``uses_own_blas()`` says which). The
 single-batch kernels use no team and scipy's BLAS as the process configured it.
 
+Convolution and pooling (``conv2d_*``, ``maxpool2d_*``) are not compiled yet: this backend runs
+the reference's NumPy kernels for them.
+
 Two builds of the same source exist (setup.py): ``_kernels`` (generic) and ``_kernels_v3``
 (AVX2 + FMA), picked at import by what the CPU supports; ``BUILD`` says which runs.
 
@@ -38,7 +41,8 @@ from types import ModuleType, SimpleNamespace
 
 import numpy as np
 
-from .._frontend import bind
+from .. import numpy as _reference
+from .._frontend import CONV_NAMES, bind
 from ..workspace import Workspace
 from . import own_blas
 
@@ -150,7 +154,13 @@ def _train_epoch(
     return int(done)
 
 
+# Convolution and pooling are not compiled yet: the reference's NumPy kernels (im2col and one
+# BLAS product) run them, behind the same checks, so a model with CNN layers trains on this
+# backend (through the per-batch loop: FUSED_LAYERS is dense only) instead of failing.
+_CONV = {name: getattr(_reference, name) for name in CONV_NAMES}
+
 _TRUSTED = SimpleNamespace(
+    **_CONV,
     dense_forward=_kernels.dense_forward,
     dense_backward=_kernels.dense_backward,
     mse=_kernels.mse,
@@ -167,6 +177,7 @@ globals().update(bind(NAME, _TRUSTED))
 
 __all__ = [
     "NAME", "BUILD", "FUSED_LAYERS", "HAS_OPENMP", "adam_update", "binary_cross_entropy",
+    "conv2d_backward", "conv2d_forward", "maxpool2d_backward", "maxpool2d_forward",
     "dense_backward", "dense_forward", "get_num_threads", "kl_divergence", "momentum_update",
     "mse", "set_num_threads", "sgd_update", "softmax_cross_entropy", "softmax_cross_entropy_soft",
     "train_epoch", "uses_own_blas",
