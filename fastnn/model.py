@@ -161,6 +161,10 @@ class Sequential:
     def __repr__(self) -> str:
         return f"Sequential({self.layers!r})"
 
+    def __getstate__(self) -> dict:
+        # Prediction plans hold compiled-kernel closures and buffers: rebuilt on demand.
+        return {k: v for k, v in self.__dict__.items() if k != "_plans"}
+
     # -- the teaching path: explicit forward and backward ------------------------------------
     def forward(self, X: np.ndarray) -> np.ndarray:
         """Run every layer on ``X`` (n, *input_shape); returns (n, *output_shape).
@@ -233,8 +237,7 @@ class Sequential:
         if not direct and buffer is None:
             buffer = np.empty((min(n, PREDICT_CHUNK), *X.shape[1:]), dtype=self.dtype)
         chunk = PREDICT_CHUNK if buffer is None else min(PREDICT_CHUNK, buffer.shape[0])
-        acts = [layer.act_code for layer in self.layers[:-1]] + [last_act]
-        slots = make_slots(self.layers, acts, min(n, chunk), self.dtype, training=False)
+        run = self._predict_plan(B, min(n, chunk), last_act)
         for start in range(0, n, chunk):
             m = min(chunk, n - start)
             sel = slice(start, start + m) if rows is None else rows[start : start + m]
@@ -243,10 +246,41 @@ class Sequential:
             else:
                 cast_into(X, sel, buffer[:m], scale)
                 x = buffer[:m]
-            for layer, slot in zip(self.layers, slots, strict=True):
-                layer.forward_into(B, x, slot, m)
-                x = slot.output[:m]
-            yield sel, x.reshape(m, -1)
+            yield sel, run(x).reshape(m, -1)
+
+    def _predict_plan(self, B: ModuleType, rows: int, last_act: int):  # noqa: ANN202
+        """A forward pass for up to ``rows`` samples, kept between calls (a served model
+        predicts one sample at a time: buffers are allocated once, not per call).
+
+        A backend with ``prepare_predict_dense`` runs a stack of dense layers in one compiled
+        call; otherwise the layers run one by one on their kernels. A plan is rebuilt when a
+        parameter array was replaced (``layer.W = ...``), never reused stale.
+        """
+        key = (B.NAME, rows, last_act)
+        cached = self.__dict__.setdefault("_plans", {}).get(key)
+        if cached is not None and all(getattr(la, n) is a for la, n, a in cached[0]):
+            return cached[1]
+        refs = [(la, n, getattr(la, n)) for la in self.layers for n in la.param_names]
+        acts = [layer.act_code for layer in self.layers[:-1]] + [last_act]
+        if hasattr(B, "prepare_predict_dense") and all(la.kind == "dense" for la in self.layers):
+            run = B.prepare_predict_dense(
+                [la.W for la in self.layers], [la.b for la in self.layers], acts,
+                [la.act_alpha for la in self.layers], rows,
+            )  # fmt: skip
+        else:
+            slots = make_slots(self.layers, acts, rows, self.dtype, training=False)
+
+            def run(x: np.ndarray) -> np.ndarray:
+                m = x.shape[0]
+                for layer, slot in zip(self.layers, slots, strict=True):
+                    layer.forward_into(B, x, slot, m)
+                    x = slot.output[:m]
+                return x
+
+        if len(self._plans) > 8:  # a few batch sizes and output kinds, not an unbounded cache
+            self._plans.clear()
+        self._plans[key] = (refs, run)
+        return run
 
     def _loss_input_act(self, loss: Loss | None) -> int:
         """Last layer's activation as ``loss`` sees it: identity where the loss fuses it."""

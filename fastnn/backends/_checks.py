@@ -199,6 +199,36 @@ def check_maxpool2d_backward(grad, argmax, grad_x_out) -> None:  # noqa: ANN001
     _distinct("grad_x_out", grad_x_out, grad=grad, argmax=argmax)
 
 
+def check_predict_dense(x, weights, biases, acts, alphas, outs, zs) -> None:  # noqa: ANN001
+    """A chain of dense layers: x (n, d0); weights[i] (d_i, k_i) with d_{i+1} = k_i; outs[i]
+    with >= n rows and k_i columns; zs[i] with >= n rows where acts[i] needs z, else 0 rows."""
+    dt = float_dtype("x", x)
+    _array("x", x, 2, dt)
+    layers = len(weights)
+    if not layers or not len(biases) == len(outs) == len(zs) == layers:
+        raise ValueError("weights, biases, outs and zs must have one entry per layer")
+    _array("acts", acts, 1, np.dtype(np.int64))
+    _array("alphas", alphas, 1, np.dtype(np.float64))
+    _shape("acts", acts, (layers,))
+    _shape("alphas", alphas, (layers,))
+    n, width = x.shape
+    for i in range(layers):
+        W, b, out, z = weights[i], biases[i], outs[i], zs[i]
+        for name, a, nd in (("weights", W, 2), ("biases", b, 1), ("outs", out, 2), ("zs", z, 2)):
+            _array(f"{name}[{i}]", a, nd, dt)
+        if W.shape[0] != width:
+            raise ValueError(f"weights[{i}] has {W.shape[0]} inputs, the layer below gives {width}")
+        width = W.shape[1]
+        _act(acts[i])
+        _shape(f"biases[{i}]", b, (width,))
+        if out.shape[1] != width or out.shape[0] < n:
+            raise ValueError(f"outs[{i}] has shape {out.shape}, needs >= {n} rows of {width}")
+        rows = n if int(acts[i]) in NEEDS_PREACTIVATION else 0
+        if z.shape[1] != width or (z.shape[0] < rows) or (rows == 0 and z.shape[0] != 0):
+            raise ValueError(f"zs[{i}] has shape {z.shape}, needs {rows or '0'} rows of {width}")
+        _distinct(f"outs[{i}]", out, x=x, W=W, b=b, z=z)
+
+
 def check_loss(outputs, targets, grad_out, class_indices: bool) -> None:  # noqa: ANN001
     dt = float_dtype("outputs", outputs)
     _array("outputs", outputs, 2, dt)
