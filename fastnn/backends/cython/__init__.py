@@ -154,8 +154,6 @@ def _train_epoch(
     return int(done)
 
 
-
-
 def _threaded(kernel):  # noqa: ANN001, ANN202
     """``kernel`` with the contract's parameters, run with the backend's thread count (and the
     own BLAS held at one thread: its chunks call it from every thread of the team)."""
