@@ -8,8 +8,8 @@ Design:
 
 A. im2col in the transposed ("column") layout: the receptive fields of a group of G images
    are the columns of ``cols`` (K, G*P), ``cols[(c, u, v), g*P + y*Wo + x] = xpad[g, c,
-   s*y + u, s*x + v]``: each row of it is a strided copy of an input row (a ``memcpy`` at
-   stride 1), padding is clipped, never copied.
+   s*y + u, s*x + v]``: each row of it is a strided copy of an input row (a plain loop:
+   rows are too short for memcpy calls), padding is clipped, never copied.
 B. Forward: one product Wm (F, K) @ cols (K, G*P) per group. For G = 1 BLAS writes straight
    into the NCHW output (F, P) of the image; for G > 1 into ``tmp`` (F, G*P), which the
    output pass copies into NCHW. The bias and activation run in that same pass, per image,
@@ -71,8 +71,9 @@ cdef inline void im2col_image(const floating* x, const ConvShape* g, floating* c
                         src = x + (c * g.H + h) * g.W + v - g.p
                         for xo in range(x0):
                             row[xo] = 0
-                        if g.s == 1:
-                            memcpy(row + x0, src + x0, (x1 - x0) * sizeof(floating))
+                        if g.s == 1:  # a loop: memcpy calls cost more on rows this short
+                            for xo in range(x0, x1):
+                                row[xo] = src[xo]
                         else:
                             for xo in range(x0, x1):
                                 row[xo] = src[g.s * xo]
@@ -139,15 +140,23 @@ cdef inline void delta_image(const floating* z, const floating* a, floating* gra
                              floating* delta, Py_ssize_t ld) noexcept nogil:
     """One image: grad = dL/da -> dL/dz in place, db += its sums per filter, and (``delta``
     not NULL) its rows copied into the columns of ``delta`` (F rows, row stride ld)."""
-    cdef Py_ssize_t f, q
+    cdef Py_ssize_t f, q, j
     cdef double total
+    cdef double acc[8]  # 8 sums in flight: one running sum is a chain of add latencies
     cdef floating* row
     act_backward_row(z, a, grad, g.F * g.P, act, alpha)
     for f in range(g.F):
         row = grad + f * g.P
+        for j in range(8):
+            acc[j] = 0
+        for q in range(0, g.P - 7, 8):
+            for j in range(8):
+                acc[j] += row[q + j]
         total = 0.0
-        for q in range(g.P):
+        for q in range(g.P - g.P % 8, g.P):
             total += row[q]
+        for j in range(8):
+            total += acc[j]
         db[f] += total
         if delta != NULL:
             memcpy(delta + f * ld, row, g.P * sizeof(floating))

@@ -7,11 +7,12 @@ from cython.parallel cimport prange
 
 from .conv cimport ConvShape, backward_chunk, forward_chunk
 from .pool cimport maxpool2_plane, maxpool_backward_plane, maxpool_plane
-from .team cimport n_chunks
+from .team cimport PARALLEL, SERIAL, choose_mode, fastnn_wtime, n_chunks, record
 
 cdef enum:
     CONV_TEAM = 0         # chunks of images on the OpenMP team, own single-threaded BLAS each
     CONV_BLAS_THREADS = 1  # one chunk on the calling thread, scipy's BLAS with its threads
+    CONV_ONE_CORE = 2      # the team's chunks one after the other, own BLAS (to measure)
 
 # Options of the convolution (conv.pxd, Design D); set_conv_options changes them to measure.
 cdef int conv_mode = CONV_TEAM
@@ -21,6 +22,19 @@ cdef bint pool_team = True
 # Scratch per Python thread and dtype, grown on demand and kept: an epoch allocates nothing
 # per batch, and two fits in two threads never share a buffer.
 _local = threading.local()
+# Per kernel and shape: the team's timings of serial and parallel calls (team.pxd), so that
+# threads run only while they pay (they lose badly when another process holds a core).
+_stats = {}
+_stats_lock = threading.Lock()
+
+
+cdef double* stats_of(tuple key) except NULL:
+    cdef cnp.ndarray stats
+    with _stats_lock:
+        stats = _stats.get(key)
+        if stats is None:
+            stats = _stats[key] = np.zeros(STATS)
+    return <double*>cnp.PyArray_DATA(stats)
 
 
 def set_conv_options(mode=None, group_bytes=None, pool_threads=None):
@@ -66,7 +80,7 @@ cdef (int, Py_ssize_t) conv_plan(Py_ssize_t n, const ConvShape* g, int nthreads,
     """(chunks, images per product): chunks > 1 only on the team with the own BLAS."""
     cdef int nt = 1
     cdef Py_ssize_t per, group
-    if conv_mode == CONV_TEAM and has_own_blas() and fastnn_has_openmp():
+    if conv_mode != CONV_BLAS_THREADS and has_own_blas() and fastnn_has_openmp():
         nt = n_chunks(n * g.F * g.K * g.P, n, nthreads)
     per = (n + nt - 1) // nt
     group = conv_group_bytes // max(1, g.K * g.P * itemsize)
@@ -92,21 +106,30 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
     cdef floating[::1] buf = scratch_of("work", np.float32 if floating is float else np.float64,
                                         g.F * g.P + nt * per_chunk)
     cdef floating* s = &buf[0]
+    cdef double* stats = stats_of(("f", g.C, g.H, g.W, g.F, g.kh, g.kw, g.s, g.p, nt))
+    cdef int mode = SERIAL
+    cdef double t0
     with nogil:
+        if nt > 1 and conv_mode == CONV_TEAM:
+            mode = choose_mode(stats)
+        t0 = fastnn_wtime()
         for f in range(g.F):  # the bias as a plane, for bias_act_row over whole images
             for q in range(g.P):
                 s[f * g.P + q] = b[f]
-        if nt == 1:
-            forward_chunk(&x[0, 0, 0, 0], &W[0, 0, 0, 0], s, &g, act, <floating>alpha, z,
-                          &out[0, 0, 0, 0], 0, n, G, s + g.F * g.P,
-                          s + g.F * g.P + g.K * G * g.P, False)
-        else:
+        if mode == PARALLEL:
             for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
                 forward_chunk(&x[0, 0, 0, 0], &W[0, 0, 0, 0], s, &g, act, <floating>alpha, z,
                               &out[0, 0, 0, 0], n * t // nt, n * (t + 1) // nt, G,
                               s + g.F * g.P + t * per_chunk,
                               s + g.F * g.P + t * per_chunk + g.K * G * g.P, True)
-
+        else:
+            for t in range(nt):
+                forward_chunk(&x[0, 0, 0, 0], &W[0, 0, 0, 0], s, &g, act, <floating>alpha, z,
+                              &out[0, 0, 0, 0], n * t // nt, n * (t + 1) // nt, G,
+                              s + g.F * g.P + t * per_chunk,
+                              s + g.F * g.P + t * per_chunk + g.K * G * g.P, nt > 1)
+        if nt > 1 and conv_mode == CONV_TEAM:
+            record(stats, mode, fastnn_wtime() - t0, n)
 
 def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] W,
                     const floating[:, :, :, ::1] z, const floating[:, :, :, ::1] a,
@@ -130,22 +153,31 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     cdef floating* s = &buf[0]
     cdef double* db = &dbs[0]
     cdef floating* dw = &dW_out[0, 0, 0, 0]
-    cdef double total
+    cdef double total, t0
+    cdef double* stats = stats_of(("b", g.C, g.H, g.W, g.F, g.kh, g.kw, g.s, g.p, nt, gx != NULL))
+    cdef int mode = SERIAL
     if n == 0:
         dW_out[...] = 0
         db_out[...] = 0
         return
     with nogil:
-        if nt == 1:
-            conv_backward_part(&x[0, 0, 0, 0], &W[0, 0, 0, 0], zp, &a[0, 0, 0, 0],
-                               &grad[0, 0, 0, 0], &g, act, <floating>alpha, gx, 0, n, G, s,
-                               db, False)
-        else:
+        if nt > 1 and conv_mode == CONV_TEAM:
+            mode = choose_mode(stats)
+        t0 = fastnn_wtime()
+        if mode == PARALLEL:
             for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
                 conv_backward_part(&x[0, 0, 0, 0], &W[0, 0, 0, 0], zp, &a[0, 0, 0, 0],
                                    &grad[0, 0, 0, 0], &g, act, <floating>alpha, gx,
                                    n * t // nt, n * (t + 1) // nt, G, s + t * per_chunk,
                                    db + t * g.F, True)
+        else:
+            for t in range(nt):
+                conv_backward_part(&x[0, 0, 0, 0], &W[0, 0, 0, 0], zp, &a[0, 0, 0, 0],
+                                   &grad[0, 0, 0, 0], &g, act, <floating>alpha, gx,
+                                   n * t // nt, n * (t + 1) // nt, G, s + t * per_chunk,
+                                   db + t * g.F, nt > 1)
+        if nt > 1 and conv_mode == CONV_TEAM:
+            record(stats, mode, fastnn_wtime() - t0, n)
         # the chunks' sums in chunk order: the split alone fixes the numbers
         for j in range(fk):
             total = 0
