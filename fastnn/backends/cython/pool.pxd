@@ -33,26 +33,32 @@ cdef inline void maxpool_plane(const floating* x, Py_ssize_t H, Py_ssize_t W, Py
             arg[y * Wo + xo] = best_idx
 
 
-cdef inline void maxpool2_plane(const floating* x, Py_ssize_t W, Py_ssize_t Ho, Py_ssize_t Wo,
+cdef inline bint maxpool2_plane(const floating* x, Py_ssize_t W, Py_ssize_t Ho, Py_ssize_t Wo,
                                 floating* out, int64_t* arg) noexcept nogil:
-    """The 2x2, stride 2 case (every CNN here): the same order of comparisons, unrolled."""
+    """The 2x2, stride 2 case (every CNN here) without branches (random data mispredicts
+    half of them: ~3x slower): max as a select, the index by arithmetic, the first maximum
+    kept. Returns whether the plane holds a NaN: the caller then redoes it exactly."""
     cdef Py_ssize_t y, xo, i0, i
-    cdef floating best, val
+    cdef floating best, a, b, c, d
+    cdef int t, nan = 0
     for y in range(Ho):
         for xo in range(Wo):
             i0 = 2 * y * W + 2 * xo
-            best, i = x[i0], i0
-            val = x[i0 + 1]
-            if val > best or (val != val and best == best):
-                best, i = val, i0 + 1
-            val = x[i0 + W]
-            if val > best or (val != val and best == best):
-                best, i = val, i0 + W
-            val = x[i0 + W + 1]
-            if val > best or (val != val and best == best):
-                best, i = val, i0 + W + 1
+            a, b, c, d = x[i0], x[i0 + 1], x[i0 + W], x[i0 + W + 1]
+            nan |= (a != a) | (b != b) | (c != c) | (d != d)
+            best, i = a, i0
+            t = b > best
+            best = b if t else best
+            i += t * (i0 + 1 - i)
+            t = c > best
+            best = c if t else best
+            i += t * (i0 + W - i)
+            t = d > best
+            best = d if t else best
+            i += t * (i0 + W + 1 - i)
             out[y * Wo + xo] = best
             arg[y * Wo + xo] = i
+    return nan
 
 
 cdef inline void maxpool_backward_plane(const floating* grad, const int64_t* arg,
