@@ -22,8 +22,9 @@ thread, outside the team, with the threads the process gave scipy's BLAS: on a b
 multi-threaded OpenBLAS then slows dense inputs down (``uses_own_blas()`` says which). The
 single-batch kernels use no team and scipy's BLAS as the process configured it.
 
-Convolution and pooling (``conv2d_*``, ``maxpool2d_*``) are not compiled yet: this backend runs
-the reference's NumPy kernels for them.
+Convolution and pooling (``conv2d_*``, ``maxpool2d_*``, ``conv.pxd`` and ``pool.pxd``): im2col
+and BLAS products, the batch split into chunks of images over the team (each with the own
+single-threaded BLAS), bias and activation fused into the output pass.
 
 Two builds of the same source exist (setup.py): ``_kernels`` (generic) and ``_kernels_v3``
 (AVX2 + FMA), picked at import by what the CPU supports; ``BUILD`` says which runs.
@@ -41,7 +42,6 @@ from types import ModuleType, SimpleNamespace
 
 import numpy as np
 
-from .. import numpy as _reference
 from .._frontend import CONV_NAMES, bind
 from ..workspace import Workspace
 from . import own_blas
@@ -154,10 +154,21 @@ def _train_epoch(
     return int(done)
 
 
-# Convolution and pooling are not compiled yet: the reference's NumPy kernels (im2col and one
-# BLAS product) run them, behind the same checks, so a model with CNN layers trains on this
-# backend (through the per-batch loop: FUSED_LAYERS is dense only) instead of failing.
-_CONV = {name: getattr(_reference, name) for name in CONV_NAMES}
+def _threaded(kernel):  # noqa: ANN001, ANN202
+    """``kernel`` with the contract's parameters, run with the backend's thread count (and the
+    own BLAS held at one thread: its chunks call it from every thread of the team)."""
+
+    def run(*args):  # noqa: ANN002, ANN202
+        if _own_blas is not None:
+            _own_blas.hold_one_thread()
+        kernel(*args, _num_threads)
+
+    return run
+
+
+# Convolution and pooling: compiled (conv.pxd, pool.pxd), through the per-batch loop
+# (FUSED_LAYERS is dense only).
+_CONV = {name: _threaded(getattr(_kernels, name)) for name in CONV_NAMES}
 
 _TRUSTED = SimpleNamespace(
     **_CONV,

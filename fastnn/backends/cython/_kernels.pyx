@@ -306,3 +306,4 @@ def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t
     finally:
         free(e.layers)
     return done, e.step - ws.step
+include "conv_entries.pxi"
