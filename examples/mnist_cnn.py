@@ -1,12 +1,12 @@
-"""Past 99% test accuracy on MNIST in one epoch with a small convolutional network.
+"""Past 99% test accuracy on MNIST in two epochs with a small convolutional network.
 
 The configuration is ``fastnn.recipes.MNIST_99``: conv 1->24 k5, max-pool 2, ReLU, conv 24->32
 k3, max-pool 2, ReLU, flatten (800), dense 800->256 ReLU, dense 256->10; Adam (lr 0.01, betas
-0.7 and 0.9) under a one-cycle learning-rate schedule stepped every batch, batch 256, one epoch,
-on images standardised by MNIST's mean and standard deviation. The script prints the network,
-the training time and the test accuracy.
+0.7 and 0.9) under a one-cycle learning-rate schedule stepped every batch, batch 256, two
+epochs, on images standardised by MNIST's mean and standard deviation. The script prints the
+network, the training time and the test accuracy.
 
-Run: ``python examples/mnist_cnn.py``; ``--subset 2048`` for a smoke test (the 99% check is
+Run: ``python examples/mnist_cnn.py``; ``--subset 2048 --epochs 1`` for a smoke test (the 99% check is
 then skipped). Exit code 1 if a full run ends below 99%. Needs MNIST (``FASTNN_DATA`` or a
 download).
 """
