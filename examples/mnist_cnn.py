@@ -6,9 +6,9 @@ k3, max-pool 2, ReLU, flatten (800), dense 800->256 ReLU, dense 256->10; Adam (l
 epochs, on images standardised by MNIST's mean and standard deviation. The script prints the
 network, the training time and the test accuracy.
 
-Run: ``python examples/mnist_cnn.py``; ``--subset 2048 --epochs 1`` for a smoke test (the 99% check is
-then skipped). Exit code 1 if a full run ends below 99%. Needs MNIST (``FASTNN_DATA`` or a
-download).
+Run: ``python examples/mnist_cnn.py``; ``--subset 2048 --epochs 1`` for a smoke test (the 99%
+check is then skipped). Exit code 1 if a full run ends below 99%. Needs MNIST
+(``FASTNN_DATA`` or a download).
 """
 
 from __future__ import annotations
