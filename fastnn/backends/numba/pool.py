@@ -1,0 +1,75 @@
+"""Numba max pooling (NCHW): one pass per plane, the batch split over the backend's threads.
+
+Formulas: :mod:`fastnn.backends.numpy.conv` (the reference).
+
+Design:
+
+A. The forward pass records the flat index ``h * W + w`` of each window's maximum (the first
+   on ties, and the first NaN if any, as ``np.argmax``: a diverging network keeps its NaN).
+B. The backward pass zeroes each input plane and adds each output's gradient at its argmax,
+   plane by plane, so the zeroing and the scatter touch the plane while it is in cache.
+C. Like the convolutions, the images are split over :mod:`.team` (pooling reads and writes
+   every activation of the first convolution: a memory-bound pass worth two cores).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .conv import image_ranges
+from .jit import kernel
+from .team import TEAM
+
+
+@kernel
+def maxpool_forward_images(x, kernel_size, stride, out, argmax, i0, i1):
+    """out, argmax (n, C, Ho, Wo) for the images i0..i1-1 of x (n, C, H, W) (Design A)."""
+    C, W = x.shape[1], x.shape[3]
+    Ho, Wo = out.shape[2], out.shape[3]
+    for i in range(i0, i1):
+        for c in range(C):
+            for y in range(Ho):
+                for xo in range(Wo):
+                    h0, w0 = stride * y, stride * xo
+                    best = x[i, c, h0, w0]
+                    arg = h0 * W + w0
+                    for u in range(kernel_size):
+                        for v in range(kernel_size):
+                            val = x[i, c, h0 + u, w0 + v]
+                            if val > best or (val != val and best == best):
+                                best = val
+                                arg = (h0 + u) * W + w0 + v
+                    out[i, c, y, xo] = best
+                    argmax[i, c, y, xo] = arg
+
+
+@kernel
+def maxpool_backward_images(grad, argmax, grad_x, i0, i1):
+    """grad_x (n, C, H, W) planes of images i0..i1-1: zero, plus grad at argmax (Design B)."""
+    C = grad.shape[1]
+    hw = grad.shape[2] * grad.shape[3]
+    size = grad_x.shape[2] * grad_x.shape[3]
+    g3 = grad.reshape((grad.shape[0], C, hw))
+    a3 = argmax.reshape((argmax.shape[0], C, hw))
+    x3 = grad_x.reshape((grad_x.shape[0], C, size))
+    for i in range(i0, i1):
+        for c in range(C):
+            for k in range(size):
+                x3[i, c, k] = 0
+            for m in range(hw):
+                x3[i, c, a3[i, c, m]] += g3[i, c, m]
+
+
+# Trusted entry points of the kernel contract (fastnn.backends._frontend checked the arguments).
+def maxpool2d_forward(
+    x: np.ndarray, kernel: int, stride: int, out: np.ndarray, argmax_out: np.ndarray
+) -> None:
+    """out, argmax_out (n, C, Ho, Wo): each window's maximum of x (n, C, H, W) and its index."""
+    parts = [(x, kernel, stride, out, argmax_out, i0, i1) for i0, i1 in image_ranges(x.shape[0])]
+    TEAM.run(maxpool_forward_images, parts)
+
+
+def maxpool2d_backward(grad: np.ndarray, argmax: np.ndarray, grad_x_out: np.ndarray) -> None:
+    """grad_x_out (n, C, H, W): zero, plus each output's gradient at its argmax."""
+    parts = [(grad, argmax, grad_x_out, i0, i1) for i0, i1 in image_ranges(grad.shape[0])]
+    TEAM.run(maxpool_backward_images, parts)
