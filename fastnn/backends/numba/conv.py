@@ -18,10 +18,12 @@ B. One micro-kernel, :func:`correlate`, computes every product: blocks of ``PIXE
    flipped), for any stride and padding.
 C. The weight gradient (:func:`weight_grad`) is the same block turned around: ``TAPS`` taps x
    up to 4 vectors of filters accumulate in registers over every pixel of the image.
-D. Epilogue per image, while its rows are hot: bias + activation on each NHWC row with the
-   dense layer's :func:`.activations.bias_act_row` (every activation, z where needed), then
-   the transpose to NCHW. Backward starts with :func:`.activations.act_backward_row` on the
-   NCHW rows (``grad`` must hold dL/dz afterwards anyway), then transposes into the dilated
+D. Epilogue per image, while it is hot: bias + activation with the dense layer's
+   :func:`.activations.bias_act_row` (every activation, z where needed) over the whole NHWC
+   image as one row, the bias repeated per pixel (one call per image: a call per pixel row
+   costs more than the convolution, in atomic reference counting), then the transpose to
+   NCHW. Backward starts with :func:`.activations.act_backward_row` on the NCHW image, again
+   one row (``grad`` must hold dL/dz afterwards anyway), then transposes into the dilated
    NHWC gradient while summing ``db``.
 E. Threads: :func:`conv2d_forward` and :func:`conv2d_backward` split the batch over the
    backend's threads (:mod:`.team`); each part has its own scratch and its own partial dW/db,
@@ -36,7 +38,7 @@ from ..._codes import NEEDS_PREACTIVATION
 from .activations import act_backward_row, bias_act_row
 from .dense import blas_threads
 from .jit import kernel
-from .simd import VECTOR_BYTES, lanes, stack_array, vcopy, vfma
+from .simd import VECTOR_BYTES, lanes, load, specialized, stack_array, vcopy, vfma
 from .team import TEAM
 
 PIXELS = 4  # output pixels per register block (forward, input gradient)
@@ -46,25 +48,32 @@ ACC = PIXELS * BLOCK_VECTORS * 8  # accumulator elements (8: float32 lanes, the 
 MIN_IMAGES_PER_THREAD = 2  # fewer images per part: one thread (hand-off costs ~50 us)
 
 
-@kernel
-def _correlate_block(src, base, rowstep, kh, L, wt, dst, fp, q, mb, m1, nq):
-    """``nq`` vectors of filters from ``q`` for the PIXELS pixels from ``mb`` (Design B)."""
-    V = lanes(dst)
-    acc = stack_array(ACC, dst)
-    for j in range(nq * PIXELS * V):
-        acc[j] = 0
-    for u in range(kh):
-        for l in range(L):
-            t = (u * L + l) * fp + q
-            r = u * rowstep + l
-            for p in range(PIXELS):
-                a = src[base[p] + r]
+def _correlate_block_for(nq: int):  # noqa: ANN202
+    """The block of ``nq`` (a constant) vectors of filters from ``q`` for the PIXELS pixels
+    from ``mb`` (Design B)."""
+
+    def block(src, base, rowstep, kh, L, wt, dst, fp, q, mb, m1, nq_):  # noqa: ANN001, ANN202
+        V = lanes(dst)
+        acc = stack_array(ACC, dst)
+        for j in range(nq * PIXELS * V):
+            acc[j] = 0
+        for u in range(kh):
+            for l in range(L):
+                t = (u * L + l) * fp + q
+                r = u * rowstep + l
+                for p in range(PIXELS):
+                    a = load(src, base[p] + r)
+                    for g in range(nq):
+                        vfma(acc, (nq * p + g) * V, wt, t + g * V, a)
+        for p in range(PIXELS):
+            if mb + p < m1:
                 for g in range(nq):
-                    vfma(acc, (nq * p + g) * V, wt, t + g * V, a)
-    for p in range(PIXELS):
-        if mb + p < m1:
-            for g in range(nq):
-                vcopy(dst, (mb + p) * fp + q + g * V, acc, (nq * p + g) * V)
+                    vcopy(dst, (mb + p) * fp + q + g * V, acc, (nq * p + g) * V)
+
+    return block
+
+
+_correlate_block = specialized(_correlate_block_for)
 
 
 @kernel
@@ -93,29 +102,36 @@ def correlate(src, offsets, m1, rowstep, kh, L, wt, dst, fp):
                 q += V
 
 
-@kernel
-def _weight_grad_block(xs, xoff, ds, doff, npix, tap, t0, T, dwt, fp, q, nq):
-    """TAPS taps from ``t0`` x ``nq`` vectors of filters from ``q``, over all pixels (Design C)."""
-    V = lanes(dwt)
-    acc = stack_array(ACC, dwt)
-    off = stack_array(TAPS, xoff)
-    for p in range(TAPS):  # the last block repeats its last tap (sums skipped)
-        off[p] = tap[min(t0 + p, T - 1)]
-    for j in range(nq * TAPS * V):
-        acc[j] = 0
-    for m in range(npix):
-        xb = xoff[m]
-        db = doff[m] + q
+def _weight_grad_block_for(nq: int):  # noqa: ANN202
+    """The block of TAPS taps from ``t0`` x ``nq`` (a constant) vectors of filters from ``q``,
+    over all pixels (Design C)."""
+
+    def block(xs, xoff, ds, doff, npix, tap, t0, T, dwt, fp, q, nq_):  # noqa: ANN001, ANN202
+        V = lanes(dwt)
+        acc = stack_array(ACC, dwt)
+        off = stack_array(TAPS, xoff)
+        for p in range(TAPS):  # the last block repeats its last tap (sums skipped)
+            off[p] = tap[min(t0 + p, T - 1)]
+        for j in range(nq * TAPS * V):
+            acc[j] = 0
+        for m in range(npix):
+            xb = load(xoff, m)
+            db = load(doff, m) + q
+            for p in range(TAPS):
+                a = load(xs, xb + off[p])
+                for g in range(nq):
+                    vfma(acc, (nq * p + g) * V, ds, db + g * V, a)
         for p in range(TAPS):
-            a = xs[xb + off[p]]
-            for g in range(nq):
-                vfma(acc, (nq * p + g) * V, ds, db + g * V, a)
-    for p in range(TAPS):
-        if t0 + p < T:
-            for g in range(nq):
-                k = (t0 + p) * fp + q + g * V
-                for j in range(V):
-                    dwt[k + j] += acc[(nq * p + g) * V + j]
+            if t0 + p < T:
+                for g in range(nq):
+                    k = (t0 + p) * fp + q + g * V
+                    for j in range(V):
+                        dwt[k + j] += acc[(nq * p + g) * V + j]
+
+    return block
+
+
+_weight_grad_block = specialized(_weight_grad_block_for)
 
 
 @kernel
@@ -154,24 +170,25 @@ def pad_image(x, i, padding, xp):
 
 
 @kernel
-def forward_images(x, wt, bp, padding, act, alpha, want_z, z, out, i0, i1, xp, zb, zz, xoff):
+def forward_images(x, wt, bias, padding, act, alpha, want_z, z, out, i0, i1, xp, zb, zz, xoff):
     """out[i] = act(conv(x[i]) + b) for images i0..i1-1 (Design A, B, D); z[i] if want_z.
 
-    wt (kh, kw*C, Fp) packed filters, bp (Fp,) padded bias, xoff (Ho*Wo,) pixel offsets in
-    xp; scratch: xp (Hp*Wp*C,) zero border, zb (Ho*Wo, Fp), zz like zb or (0, Fp).
+    wt (kh, kw*C, Fp) packed filters, bias (Ho*Wo*Fp,) the zero-padded bias repeated per
+    pixel, xoff (Ho*Wo,) pixel offsets in xp; scratch: xp (Hp*Wp*C,) zero border,
+    zb (Ho*Wo, Fp), zz like zb or (0, Fp).
     """
     n, F = out.shape[0], out.shape[1]
     hw = out.shape[2] * out.shape[3]
     kh, L, fp = wt.shape[0], wt.shape[1], wt.shape[2]
     rowstep = (x.shape[3] + 2 * padding) * x.shape[1]
     wf, zf = wt.reshape(-1), zb.reshape(-1)
+    zrow, zzrow = zb.reshape((1, hw * fp)), zz.reshape((zz.shape[0] // hw, hw * fp))
     o3 = out.reshape((n, F, hw))
     z3 = z.reshape((z.shape[0], F, hw))
     for i in range(i0, i1):
         pad_image(x, i, padding, xp)
         correlate(xp, xoff, hw, rowstep, kh, L, wf, zf, fp)
-        for m in range(hw):
-            bias_act_row(zb, zz, m, bp, act, alpha)
+        bias_act_row(zrow, zzrow, 0, bias, act, alpha)  # the image as one row: one call
         for f in range(F):
             for m in range(hw):
                 o3[i, f, m] = zb[m, f]
@@ -191,22 +208,20 @@ def backward_images(
 
     wb (kh, kw*Fp, Cp) flipped filters, dd (Hd*Wd*Fp,) the dilated, padded NHWC gradient
     (``wd`` = its width), zero outside the pixels ``doff`` (Ho*Wo,) points at; dxb (H*W*Cp,);
-    ``rowsum`` (Ho*Wo,) scratch for the activation pass; tap (kh*kw*C,) tap offsets in xp.
+    ``rowsum`` (F*Ho*Wo,) scratch for the activation pass; tap (kh*kw*C,) tap offsets in xp.
     """
     n, C, H, W = x.shape
     F = grad.shape[1]
     hw = grad.shape[2] * grad.shape[3]
     fp = dwt.shape[0] // tap.shape[0]
     cp = wb.shape[2]
-    rowstep = (W + 2 * padding) * C
-    g2, a2 = grad.reshape((n * F, hw)), a.reshape((n * F, hw))
-    z2 = z.reshape((z.shape[0] * F, hw))
+    g2, a2 = grad.reshape((n, F * hw)), a.reshape((n, F * hw))
+    z2 = z.reshape((z.shape[0], F * hw))
     g3 = grad.reshape((n, F, hw))
     x3 = grad_x.reshape((grad_x.shape[0], C, H * W))
     wbf = wb.reshape(-1)
     for i in range(i0, i1):
-        for f in range(F):
-            act_backward_row(z2, a2, g2, i * F + f, act, alpha, rowsum)
+        act_backward_row(z2, a2, g2, i, act, alpha, rowsum)  # the image as one row
         for f in range(F):
             total = g3.dtype.type(0.0)
             for m in range(hw):
@@ -321,13 +336,13 @@ def conv2d_forward(
     xoff = geometry(x.shape, W.shape, stride, padding, fp)[0]
     wt = np.zeros((kh, kw * C, fp), dt)
     pack_filters(W, wt)
-    bp = np.zeros(fp, dt)
-    bp[:F] = b
+    bias = np.zeros((hw, fp), dt)
+    bias[:, :F] = b
     want_z = act in NEEDS_PREACTIVATION
     z = z_out if want_z else out[:0]
     xp_size = (H + 2 * padding) * (Wx + 2 * padding) * C
     parts = [
-        (x, wt, bp, padding, act, alpha, want_z, z, out, i0, i1, np.zeros(xp_size, dt),
+        (x, wt, bias.reshape(-1), padding, act, alpha, want_z, z, out, i0, i1, np.zeros(xp_size, dt),
          np.empty((hw, fp), dt), np.empty((hw if want_z else 0, fp), dt), xoff)
         for i0, i1 in image_ranges(x.shape[0])
     ]  # fmt: skip
@@ -360,7 +375,7 @@ def conv2d_backward(
     parts = [
         (x, wb, preact, a, grad, padding, act, alpha, want_dx, grad_x, i0, i1,
          np.zeros(xp_size, dt), np.zeros(hd * wd * fp, dt),
-         np.empty(H * Wx * cp if want_dx else 0, dt), dwts[k], dbs[k], np.empty(hw, dt),
+         np.empty(H * Wx * cp if want_dx else 0, dt), dwts[k], dbs[k], np.empty(F * hw, dt),
          xoff, doff, dxoff, tap, kh, kw, wd)
         for k, (i0, i1) in enumerate(ranges)
     ]  # fmt: skip

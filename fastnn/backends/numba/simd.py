@@ -16,20 +16,32 @@ B. Accumulators live in :func:`stack_array`, an ``alloca`` of a compile-time siz
    registers: a block of pixels x filters stays in registers over the whole tap loop.
 C. No vector type reaches Numba's type system: the intrinsics load and store through the
    array's data pointer, so kernels stay ordinary Numba code over flat C-contiguous 1-D arrays.
-   Indices are trusted (no bounds checks), like every kernel behind the checked front end.
+   Indices are trusted (no bounds checks), like every kernel behind the checked front end;
+   :func:`load` reads a scalar without the wrap-around test of negative indices that Numba
+   adds to every signed index (three instructions per load in the inner loops).
+E. A register block needs its size as a constant: :func:`specialized` compiles one function
+   per value of its last argument (4, 3, 2 or 1 vectors of filters). Left to LLVM's inliner
+   (a constant argument of an ordinary call), a large caller kept the runtime count and the
+   accumulators went back to memory: the same block ran 2-3x slower inside the conv kernel
+   than in a small benchmark loop.
 D. Under ``NUMBA_DISABLE_JIT=1`` the same names are plain Python (NumPy slices), so the kernels
    stay valid Python, as the rest of the package.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+
 import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array, populate_array
+
+from .jit import JIT_OPTIONS
 
 VECTOR_BYTES = 32
 
@@ -109,6 +121,47 @@ def _vcopy(typingctx, dst, di, src, si):  # noqa: ANN001, ANN202
     return sig, codegen
 
 
+@intrinsic
+def _load(typingctx, arr, i):  # noqa: ANN001, ANN202
+    sig = arr.dtype(arr, i)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        data = make_array(sig.args[0])(context, builder, args[0]).data
+        return builder.load(builder.gep(data, [args[1]]))
+
+    return sig, codegen
+
+
+def specialized(template: Callable[[int], Callable]) -> Callable:
+    """A function whose last argument is a compile-time constant (Design E).
+
+    ``template(k)`` returns the implementation for the constant ``k``. In compiled code the
+    result is an overload that asks Numba for the literal value of the last argument, so each
+    constant compiles its own function with constant loop bounds whether or not LLVM inlines
+    it; in plain Python it calls ``template(k)`` directly.
+    """
+
+    def function(*args):  # noqa: ANN002, ANN202
+        return template(args[-1])(*args)
+
+    function.__name__ = function.__qualname__ = template.__name__.removesuffix("_for")
+    function.__doc__ = template.__doc__
+    impl = template(1)  # its signature, for the overload
+
+    def typer(*args):  # noqa: ANN002, ANN202
+        if not isinstance(args[-1], types.IntegerLiteral):
+            return None  # Numba retries with the literal
+        return template(args[-1].literal_value)
+
+    typer.__signature__ = inspect.signature(impl)
+    overload(function, jit_options=dict(JIT_OPTIONS))(typer)
+    return function
+
+
+def _py_load(arr: np.ndarray, i: int) -> float:
+    return arr[i]
+
+
 def _py_lanes(arr: np.ndarray) -> int:
     return VECTOR_BYTES // arr.itemsize
 
@@ -128,10 +181,11 @@ def _py_vcopy(dst: np.ndarray, di: int, src: np.ndarray, si: int) -> None:
 
 
 if numba.config.DISABLE_JIT:  # Design D
-    lanes, stack_array, vfma, vcopy = _py_lanes, _py_stack_array, _py_vfma, _py_vcopy
+    lanes, stack_array, vfma, vcopy, load = _py_lanes, _py_stack_array, _py_vfma, _py_vcopy, _py_load
 else:
-    lanes, stack_array, vfma, vcopy = _lanes, _stack_array, _vfma, _vcopy
+    lanes, stack_array, vfma, vcopy, load = _lanes, _stack_array, _vfma, _vcopy, _load
 lanes.__doc__ = "Elements per vector for the dtype of ``arr`` (a compile-time constant)."
-stack_array.__doc__ = "A 1-D array of ``size`` (a literal int) elements of ``like``'s dtype on the stack."
+stack_array.__doc__ = "A 1-D stack array of ``size`` (a literal int) elements of ``like``'s dtype."
 vfma.__doc__ = "``acc[ai:ai+V] += a * w[wi:wi+V]``: one fused vector multiply-add (flat arrays)."
+load.__doc__ = "``arr[i]`` of a flat array, without Numba's negative-index wrap-around test."
 vcopy.__doc__ = "``dst[di:di+V] = src[si:si+V]``: one vector load and store (flat arrays)."
