@@ -1,33 +1,23 @@
-"""Numba 2-D convolution: direct, register-blocked, per image in an NHWC working layout.
+"""Numba 2-D convolution: direct, register-blocked kernels with explicit vector FMAs.
 
-Formulas: :mod:`fastnn.backends.numpy.conv` (the reference). Options measured against this
-one (im2col + BLAS, LLVM-vectorized loops, skipping MNIST's background pixels, threads):
-``benchmarks/numba_conv_options.py``.
+Formulas: :mod:`fastnn.backends.numpy.conv` (the reference). The options measured against
+these kernels (im2col + BLAS, loops left to LLVM's vectorizer, skipping MNIST's background
+pixels, fused epilogues, threads): ``benchmarks/numba_conv_options.py`` and the backend report.
 
 Design:
 
-A. Per image, the input is copied once into a zero-padded NHWC scratch ``xp`` (Hp, Wp, C): a
-   receptive-field row is then ``kw * C`` contiguous values and padding costs no branch. The
-   filters are packed (kh, kw*C, Fp): filter f of tap (u, v, c) at ``[u, v*C + c, f]``, the
-   filter count padded with zeros to ``Fp``, a multiple of the vector length V (:mod:`.simd`).
-B. One micro-kernel, :func:`correlate`, computes every product: blocks of ``PIXELS`` output
-   pixels x up to 4 vectors of filters stay in registers while the taps stream by (per tap: 4
-   broadcasts, <= 4 vector loads, <= 16 FMAs). Each pixel's first input element comes from an
-   offset table, so one kernel serves the forward pass (input ``xp``) and the input gradient
-   (input: the output gradient, dilated by the stride and padded by k - 1, with the filters
-   flipped), for any stride and padding.
-C. The weight gradient (:func:`weight_grad`) is the same block turned around: ``TAPS`` taps x
-   up to 4 vectors of filters accumulate in registers over every pixel of the image.
-D. Epilogue per image, while it is hot: bias + activation with the dense layer's
-   :func:`.activations.bias_act_row` (every activation, z where needed) over the whole NHWC
-   image as one row, the bias repeated per pixel (one call per image: a call per pixel row
-   costs more than the convolution, in atomic reference counting), then the transpose to
-   NCHW. Backward starts with :func:`.activations.act_backward_row` on the NCHW image, again
-   one row (``grad`` must hold dL/dz afterwards anyway), then transposes into the dilated
-   NHWC gradient while summing ``db``.
-E. Threads: :func:`conv2d_forward` and :func:`conv2d_backward` split the batch over the
-   backend's threads (:mod:`.team`); each part has its own scratch and its own partial dW/db,
-   summed at the end. No BLAS call happens inside, so no pool spins beside another.
+A. Two register-blocked formulations, picked per call by :func:`use_rows`:
+   :mod:`.conv_nhwc` puts V filters in a vector (any stride and padding; the image is copied
+   into an NHWC scratch and the result transposed back), :mod:`.conv_nchw` puts V pixels of
+   an output row in a vector (stride 1, rows of a multiple of V pixels), which needs no
+   transpose at all: the better one for a first layer with one channel and a large output.
+B. Work is per image, so every scratch array stays in L1/L2; scratch is allocated per call
+   (a few small arrays, microseconds) so concurrent fits share nothing. Filters are packed
+   once per call.
+C. Threads: each call splits the batch into contiguous image ranges, one per thread of the
+   backend (:func:`image_ranges`), run by :mod:`.team`; a part writes only its images and its
+   own partial dW/db, summed at the end. No BLAS call happens inside a conv kernel and the
+   team waits passively, so BLAS (the dense layers) and the team never spin beside each other.
 """
 
 from __future__ import annotations
@@ -35,251 +25,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..._codes import NEEDS_PREACTIVATION
-from .activations import act_backward_row, bias_act_row
+from . import conv_nchw as nchw
+from . import conv_nhwc as nhwc
 from .dense import blas_threads
-from .jit import kernel
-from .simd import VECTOR_BYTES, lanes, load, specialized, stack_array, vcopy, vfma
+from .simd import VECTOR_BYTES
 from .team import TEAM
 
-PIXELS = 4  # output pixels per register block (forward, input gradient)
-TAPS = 4  # filter taps per register block (weight gradient)
-BLOCK_VECTORS = 4  # vectors of filters per register block, at most
-ACC = PIXELS * BLOCK_VECTORS * 8  # accumulator elements (8: float32 lanes, the most)
-MIN_IMAGES_PER_THREAD = 2  # fewer images per part: one thread (hand-off costs ~50 us)
-
-
-def _correlate_block_for(nq: int):  # noqa: ANN202
-    """The block of ``nq`` (a constant) vectors of filters from ``q`` for the PIXELS pixels
-    from ``mb`` (Design B)."""
-
-    def block(src, base, rowstep, kh, L, wt, dst, fp, q, mb, m1, nq_):  # noqa: ANN001, ANN202
-        V = lanes(dst)
-        acc = stack_array(ACC, dst)
-        for j in range(nq * PIXELS * V):
-            acc[j] = 0
-        for u in range(kh):
-            for l in range(L):
-                t = (u * L + l) * fp + q
-                r = u * rowstep + l
-                for p in range(PIXELS):
-                    a = load(src, base[p] + r)
-                    for g in range(nq):
-                        vfma(acc, (nq * p + g) * V, wt, t + g * V, a)
-        for p in range(PIXELS):
-            if mb + p < m1:
-                for g in range(nq):
-                    vcopy(dst, (mb + p) * fp + q + g * V, acc, (nq * p + g) * V)
-
-    return block
-
-
-_correlate_block = specialized(_correlate_block_for)
-
-
-@kernel
-def correlate(src, offsets, m1, rowstep, kh, L, wt, dst, fp):
-    """dst[m*fp + f] = sum_{u<kh, l<L} src[offsets[m] + u*rowstep + l] * wt[(u*L + l)*fp + f]
-    for every pixel m < m1 and filter f < fp (flat arrays; fp a multiple of the lanes)."""
-    V = lanes(dst)
-    base = stack_array(PIXELS, offsets)
-    for mb in range(0, m1, PIXELS):
-        for p in range(PIXELS):  # the last block repeats its last pixel (stores skipped)
-            base[p] = offsets[min(mb + p, m1 - 1)]
-        q = 0
-        while q < fp:  # constant block widths: each call is unrolled for its nq
-            left = (fp - q) // V
-            if left >= 4:
-                _correlate_block(src, base, rowstep, kh, L, wt, dst, fp, q, mb, m1, 4)
-                q += 4 * V
-            elif left == 3:
-                _correlate_block(src, base, rowstep, kh, L, wt, dst, fp, q, mb, m1, 3)
-                q += 3 * V
-            elif left == 2:
-                _correlate_block(src, base, rowstep, kh, L, wt, dst, fp, q, mb, m1, 2)
-                q += 2 * V
-            else:
-                _correlate_block(src, base, rowstep, kh, L, wt, dst, fp, q, mb, m1, 1)
-                q += V
-
-
-def _weight_grad_block_for(nq: int):  # noqa: ANN202
-    """The block of TAPS taps from ``t0`` x ``nq`` (a constant) vectors of filters from ``q``,
-    over all pixels (Design C)."""
-
-    def block(xs, xoff, ds, doff, npix, tap, t0, T, dwt, fp, q, nq_):  # noqa: ANN001, ANN202
-        V = lanes(dwt)
-        acc = stack_array(ACC, dwt)
-        off = stack_array(TAPS, xoff)
-        for p in range(TAPS):  # the last block repeats its last tap (sums skipped)
-            off[p] = tap[min(t0 + p, T - 1)]
-        for j in range(nq * TAPS * V):
-            acc[j] = 0
-        for m in range(npix):
-            xb = load(xoff, m)
-            db = load(doff, m) + q
-            for p in range(TAPS):
-                a = load(xs, xb + off[p])
-                for g in range(nq):
-                    vfma(acc, (nq * p + g) * V, ds, db + g * V, a)
-        for p in range(TAPS):
-            if t0 + p < T:
-                for g in range(nq):
-                    k = (t0 + p) * fp + q + g * V
-                    for j in range(V):
-                        dwt[k + j] += acc[(nq * p + g) * V + j]
-
-    return block
-
-
-_weight_grad_block = specialized(_weight_grad_block_for)
-
-
-@kernel
-def weight_grad(xs, xoff, ds, doff, npix, tap, dwt, fp):
-    """dwt[t*fp + f] += sum_{m<npix} xs[xoff[m] + tap[t]] * ds[doff[m] + f] for every tap t."""
-    V = lanes(dwt)
-    T = tap.shape[0]
-    for t0 in range(0, T, TAPS):
-        q = 0
-        while q < fp:
-            left = (fp - q) // V
-            if left >= 4:
-                _weight_grad_block(xs, xoff, ds, doff, npix, tap, t0, T, dwt, fp, q, 4)
-                q += 4 * V
-            elif left == 3:
-                _weight_grad_block(xs, xoff, ds, doff, npix, tap, t0, T, dwt, fp, q, 3)
-                q += 3 * V
-            elif left == 2:
-                _weight_grad_block(xs, xoff, ds, doff, npix, tap, t0, T, dwt, fp, q, 2)
-                q += 2 * V
-            else:
-                _weight_grad_block(xs, xoff, ds, doff, npix, tap, t0, T, dwt, fp, q, 1)
-                q += V
-
-
-@kernel
-def pad_image(x, i, padding, xp):
-    """xp (Hp*Wp*C,) flat NHWC <- image i of x (n, C, H, W), inside the zero border."""
-    C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    Wp = W + 2 * padding
-    for c in range(C):
-        for h in range(H):
-            row = ((h + padding) * Wp + padding) * C + c
-            for w in range(W):
-                xp[row + w * C] = x[i, c, h, w]
-
-
-@kernel
-def forward_images(x, wt, bias, padding, act, alpha, want_z, z, out, i0, i1, xp, zb, zz, xoff):
-    """out[i] = act(conv(x[i]) + b) for images i0..i1-1 (Design A, B, D); z[i] if want_z.
-
-    wt (kh, kw*C, Fp) packed filters, bias (Ho*Wo*Fp,) the zero-padded bias repeated per
-    pixel, xoff (Ho*Wo,) pixel offsets in xp; scratch: xp (Hp*Wp*C,) zero border,
-    zb (Ho*Wo, Fp), zz like zb or (0, Fp).
-    """
-    n, F = out.shape[0], out.shape[1]
-    hw = out.shape[2] * out.shape[3]
-    kh, L, fp = wt.shape[0], wt.shape[1], wt.shape[2]
-    rowstep = (x.shape[3] + 2 * padding) * x.shape[1]
-    wf, zf = wt.reshape(-1), zb.reshape(-1)
-    zrow, zzrow = zb.reshape((1, hw * fp)), zz.reshape((zz.shape[0] // hw, hw * fp))
-    o3 = out.reshape((n, F, hw))
-    z3 = z.reshape((z.shape[0], F, hw))
-    for i in range(i0, i1):
-        pad_image(x, i, padding, xp)
-        correlate(xp, xoff, hw, rowstep, kh, L, wf, zf, fp)
-        bias_act_row(zrow, zzrow, 0, bias, act, alpha)  # the image as one row: one call
-        for f in range(F):
-            for m in range(hw):
-                o3[i, f, m] = zb[m, f]
-        if want_z:
-            for f in range(F):
-                for m in range(hw):
-                    z3[i, f, m] = zz[m, f]
-
-
-@kernel
-def backward_images(
-    x, wb, z, a, grad, padding, act, alpha, want_dx, grad_x, i0, i1,
-    xp, dd, dxb, dwt, db, rowsum, xoff, doff, dxoff, tap, kh, kw, wd,
-):  # fmt: skip
-    """Backward of images i0..i1-1 (Design C, D): grad -> dL/dz, dwt (kh*kw*C*Fp,) and
-    db (F,) accumulate; grad_x[i] if want_dx.
-
-    wb (kh, kw*Fp, Cp) flipped filters, dd (Hd*Wd*Fp,) the dilated, padded NHWC gradient
-    (``wd`` = its width), zero outside the pixels ``doff`` (Ho*Wo,) points at; dxb (H*W*Cp,);
-    ``rowsum`` (F*Ho*Wo,) scratch for the activation pass; tap (kh*kw*C,) tap offsets in xp.
-    """
-    n, C, H, W = x.shape
-    F = grad.shape[1]
-    hw = grad.shape[2] * grad.shape[3]
-    fp = dwt.shape[0] // tap.shape[0]
-    cp = wb.shape[2]
-    g2, a2 = grad.reshape((n, F * hw)), a.reshape((n, F * hw))
-    z2 = z.reshape((z.shape[0], F * hw))
-    g3 = grad.reshape((n, F, hw))
-    x3 = grad_x.reshape((grad_x.shape[0], C, H * W))
-    wbf = wb.reshape(-1)
-    for i in range(i0, i1):
-        act_backward_row(z2, a2, g2, i, act, alpha, rowsum)  # the image as one row
-        for f in range(F):
-            total = g3.dtype.type(0.0)
-            for m in range(hw):
-                v = g3[i, f, m]
-                dd[doff[m] + f] = v
-                total += v
-            db[f] += total
-        pad_image(x, i, padding, xp)
-        weight_grad(xp, xoff, dd, doff, hw, tap, dwt, fp)
-        if want_dx:
-            correlate(dd, dxoff, H * W, wd * fp, kh, kw * fp, wbf, dxb, cp)
-            for c in range(C):
-                for m in range(H * W):
-                    x3[i, c, m] = dxb[m * cp + c]
-
-
-@kernel
-def pack_filters(W, wt):
-    """wt (kh, kw*C, Fp) <- W (F, C, kh, kw): wt[u, v*C + c, f] = W[f, c, u, v] (Design A)."""
-    F, C, kh, kw = W.shape
-    for u in range(kh):
-        for v in range(kw):
-            for c in range(C):
-                for f in range(F):
-                    wt[u, v * C + c, f] = W[f, c, u, v]
-
-
-@kernel
-def pack_flipped_filters(W, wb):
-    """wb (kh, kw*Fp, Cp) <- W (F, C, kh, kw) flipped: wb[u, v*Fp + f, c] = W[f, c, kh-1-u,
-    kw-1-v], the filters of the input gradient as a correlation (Design B)."""
-    F, C, kh, kw = W.shape
-    fp = wb.shape[1] // kw
-    for u in range(kh):
-        for v in range(kw):
-            for f in range(F):
-                for c in range(C):
-                    wb[u, v * fp + f, c] = W[f, c, kh - 1 - u, kw - 1 - v]
-
-
-@kernel
-def unpack_weight_grad(dwts, dW):
-    """dW (F, C, kh, kw) = the sum over rows of dwts (parts, kh*kw*C*Fp), packed as wt."""
-    F, C, kh, kw = dW.shape
-    fp = dwts.shape[1] // (kh * kw * C)
-    for f in range(F):
-        for c in range(C):
-            for u in range(kh):
-                for v in range(kw):
-                    k = ((u * kw + v) * C + c) * fp + f
-                    total = dwts[0, k]
-                    for part in range(1, dwts.shape[0]):
-                        total += dwts[part, k]
-                    dW[f, c, u, v] = total
+MIN_IMAGES_PER_THREAD = 2  # below, one thread (a hand-off costs tens of microseconds)
 
 
 def lanes_of(dtype: np.dtype) -> int:
-    """Vector length of :mod:`.simd` for ``dtype`` (the padding unit of the filter counts)."""
+    """Vector length of :mod:`.simd` for ``dtype``."""
     return VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
@@ -287,39 +43,31 @@ def _round_up(k: int, v: int) -> int:
     return -(-k // v) * v
 
 
-_GEOMETRY: dict[tuple, tuple] = {}
-
-
-def geometry(x_shape: tuple, W_shape: tuple, stride: int, padding: int, fp: int) -> tuple:
-    """Offset tables of one layer shape (cached; read-only): xoff (Ho*Wo,) pixel starts in
-    ``xp``, tap (kh*kw*C,) tap offsets in ``xp``, doff (Ho*Wo,) pixel starts in the dilated
-    gradient ``dd`` (Hd, Wd, Fp), dxoff (H*W,) input-pixel starts in ``dd``, and (Hd, Wd)."""
-    key = (tuple(x_shape[1:]), tuple(W_shape), stride, padding, fp)
-    if key not in _GEOMETRY:
-        _, C, H, W = x_shape
-        _, _, kh, kw = W_shape
-        s, p = stride, padding
-        Wp = W + 2 * p
-        Ho, Wo = (H + 2 * p - kh) // s + 1, (W + 2 * p - kw) // s + 1
-        Hd, Wd = s * (Ho - 1) + 1 + 2 * (kh - 1), s * (Wo - 1) + 1 + 2 * (kw - 1)
-        y, xo = np.divmod(np.arange(Ho * Wo, dtype=np.int64), Wo)
-        u, lane = np.divmod(np.arange(kh * kw * C, dtype=np.int64), kw * C)
-        h, w = np.divmod(np.arange(H * W, dtype=np.int64), W)
-        _GEOMETRY[key] = (
-            (s * y * Wp + s * xo) * C,
-            u * Wp * C + lane,
-            ((kh - 1 + s * y) * Wd + kw - 1 + s * xo) * fp,
-            ((h + p) * Wd + w + p) * fp,
-            (Hd, Wd),
-        )
-    return _GEOMETRY[key]
-
-
 def image_ranges(n: int) -> list[tuple[int, int]]:
-    """Contiguous image ranges, one per thread of the backend (Design E)."""
+    """Contiguous image ranges, one per thread of the backend (Design C)."""
     parts = max(1, min(blas_threads(), n // MIN_IMAGES_PER_THREAD))
     cuts = [n * k // parts for k in range(parts + 1)]
     return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+
+def use_rows(x: np.ndarray, out_width: int, stride: int, need_input_rows: bool) -> bool:
+    """True when the NCHW row kernels apply (Design A): stride 1, output rows (and the input
+    rows, for an input gradient) a multiple of the vector length."""
+    v = lanes_of(x.dtype)
+    return stride == 1 and out_width % v == 0 and (not need_input_rows or x.shape[3] % v == 0)
+
+
+def _row_taps(C: int, kh: int, kw: int, height: int, width: int) -> np.ndarray:
+    """Offsets of the taps (c, u, v) in a flat NCHW image of planes height x width."""
+    c, u, v = np.meshgrid(np.arange(C), np.arange(kh), np.arange(kw), indexing="ij")
+    return ((c * height + u) * width + v).reshape(-1).astype(np.int64)
+
+
+def _repeated_bias(b: np.ndarray, pixels: int, width: int) -> np.ndarray:
+    """(pixels * width,): ``b`` for every pixel of an NHWC image, zero beyond F < width."""
+    bias = np.zeros((pixels, width), b.dtype)
+    bias[:, : b.shape[0]] = b
+    return bias.reshape(-1)
 
 
 # Trusted entry points of the kernel contract (fastnn.backends._frontend checked the arguments).
@@ -331,22 +79,56 @@ def conv2d_forward(
     dt = x.dtype
     C, H, Wx = x.shape[1:]
     F, _, kh, kw = W.shape
-    fp = _round_up(F, lanes_of(dt))
     hw = out.shape[2] * out.shape[3]
-    xoff = geometry(x.shape, W.shape, stride, padding, fp)[0]
-    wt = np.zeros((kh, kw * C, fp), dt)
-    pack_filters(W, wt)
-    bias = np.zeros((hw, fp), dt)
-    bias[:, :F] = b
     want_z = act in NEEDS_PREACTIVATION
     z = z_out if want_z else out[:0]
-    xp_size = (H + 2 * padding) * (Wx + 2 * padding) * C
+    ranges = image_ranges(x.shape[0])
+    Hp, Wp = H + 2 * padding, Wx + 2 * padding
+    if use_rows(x, out.shape[3], stride, False):
+        toff = _row_taps(C, kh, kw, Hp, Wp)
+        bias = np.repeat(b, hw)
+        parts = [(x, W, bias, padding, act, alpha, z, out, i0, i1,
+                  np.zeros(C * Hp * Wp if padding else 0, dt), toff)
+                 for i0, i1 in ranges]  # fmt: skip
+        TEAM.run(nchw.forward_rows_images, parts)
+        return
+    fp = _round_up(F, lanes_of(dt))
+    xoff = nhwc.geometry(x.shape, W.shape, stride, padding, fp)[0]
+    wt = np.zeros((kh, kw * C, fp), dt)
+    nhwc.pack_filters(W, wt)
+    bias = _repeated_bias(b, hw, fp)
     parts = [
-        (x, wt, bias.reshape(-1), padding, act, alpha, want_z, z, out, i0, i1, np.zeros(xp_size, dt),
+        (x, wt, bias, padding, act, alpha, want_z, z, out, i0, i1, np.zeros(Hp * Wp * C, dt),
          np.empty((hw, fp), dt), np.empty((hw if want_z else 0, fp), dt), xoff)
-        for i0, i1 in image_ranges(x.shape[0])
+        for i0, i1 in ranges
     ]  # fmt: skip
-    TEAM.run(forward_images, parts)
+    TEAM.run(nhwc.forward_images, parts)
+
+
+def _backward_rows(x, W, preact, a, grad, padding, act, alpha, grad_x, ranges, dW_out, db_out):  # noqa: ANN001, ANN202
+    dt = x.dtype
+    C, H, Wx = x.shape[1:]
+    F, _, kh, kw = W.shape
+    Ho, Wo = grad.shape[2:]
+    Hp, Wp = H + 2 * padding, Wx + 2 * padding
+    hd, wd = Ho + 2 * (kh - 1), Wo + 2 * (kw - 1)
+    want_dx = grad_x.shape[0] > 0
+    wflip = np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(-1)
+    toff, toff_dx = _row_taps(C, kh, kw, Hp, Wp), _row_taps(F, kh, kw, hd, wd)
+    T, v = C * kh * kw, lanes_of(dt)
+    y, x0 = np.divmod(np.arange(0, Ho * Wo, v, dtype=np.int64), Wo)
+    soff = y * Wp + x0
+    dwvs = np.zeros((len(ranges), F * T * v), dt)
+    dbs = np.zeros((len(ranges), F), dt)
+    parts = [
+        (x, wflip, preact, a, grad, padding, act, alpha, want_dx, grad_x, i0, i1,
+         np.zeros(C * Hp * Wp if padding else 0, dt), np.zeros(F * hd * wd if want_dx else 0, dt),
+         dwvs[k], dbs[k], np.empty(F * Ho * Wo, dt), toff, toff_dx, soff)
+        for k, (i0, i1) in enumerate(ranges)
+    ]  # fmt: skip
+    TEAM.run(nchw.backward_rows_images, parts)
+    nchw.unpack_lane_sums(dwvs, dW_out)
+    np.sum(dbs, axis=0, out=db_out)
 
 
 def conv2d_backward(
@@ -355,20 +137,23 @@ def conv2d_backward(
     db_out: np.ndarray, grad_x_out: np.ndarray | None,
 ) -> None:  # fmt: skip
     """Backward of one convolution (kernel contract); grad (n, F, Ho, Wo) becomes dL/dz."""
+    want_dx = grad_x_out is not None
+    grad_x = grad_x_out if want_dx else x[:0]
+    preact = z if act in NEEDS_PREACTIVATION else a[:0]
+    ranges = image_ranges(x.shape[0])
+    if use_rows(x, grad.shape[3], stride, want_dx):
+        _backward_rows(x, W, preact, a, grad, padding, act, alpha, grad_x, ranges, dW_out, db_out)
+        return
     dt = x.dtype
     C, H, Wx = x.shape[1:]
     F, _, kh, kw = W.shape
     v = lanes_of(dt)
     fp, cp = _round_up(F, v), _round_up(C, v)
     hw = grad.shape[2] * grad.shape[3]
-    xoff, tap, doff, dxoff, (hd, wd) = geometry(x.shape, W.shape, stride, padding, fp)
-    want_dx = grad_x_out is not None
-    grad_x = grad_x_out if want_dx else x[:0]
-    preact = z if act in NEEDS_PREACTIVATION else a[:0]
+    xoff, tap, doff, dxoff, (hd, wd) = nhwc.geometry(x.shape, W.shape, stride, padding, fp)
     wb = np.zeros((kh, kw * fp, cp) if want_dx else (kh, 0, cp), dt)
     if want_dx:
-        pack_flipped_filters(W, wb)
-    ranges = image_ranges(x.shape[0])
+        nhwc.pack_flipped_filters(W, wb)
     dwts = np.zeros((len(ranges), kh * kw * C * fp), dt)
     dbs = np.zeros((len(ranges), F), dt)
     xp_size = (H + 2 * padding) * (Wx + 2 * padding) * C
@@ -379,6 +164,6 @@ def conv2d_backward(
          xoff, doff, dxoff, tap, kh, kw, wd)
         for k, (i0, i1) in enumerate(ranges)
     ]  # fmt: skip
-    TEAM.run(backward_images, parts)
-    unpack_weight_grad(dwts, dW_out)
+    TEAM.run(nhwc.backward_images, parts)
+    nhwc.unpack_weight_grad(dwts, dW_out)
     np.sum(dbs, axis=0, out=db_out)

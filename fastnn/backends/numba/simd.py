@@ -109,6 +109,24 @@ def _vfma(typingctx, acc, ai, w, wi, a):  # noqa: ANN001, ANN202
 
 
 @intrinsic
+def _vfmav(typingctx, acc, ai, a, aj, b, bj):  # noqa: ANN001, ANN202
+    sig = types.void(acc, ai, a, aj, b, bj)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        pacc, vty = _vector_pointer(context, builder, sig.args[0], args[0], args[1])
+        pa, _ = _vector_pointer(context, builder, sig.args[2], args[2], args[3])
+        pb, _ = _vector_pointer(context, builder, sig.args[4], args[4], args[5])
+        suffix = "f32" if sig.args[0].dtype.bitwidth == 32 else "f64"
+        fnty = ir.FunctionType(vty, [vty, vty, vty])
+        fma = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.fma.v{vty.count}{suffix}")
+        align = sig.args[0].dtype.bitwidth // 8
+        loads = [builder.load(p, align=align) for p in (pa, pb, pacc)]
+        builder.store(builder.call(fma, loads), pacc, align=align)
+
+    return sig, codegen
+
+
+@intrinsic
 def _vcopy(typingctx, dst, di, src, si):  # noqa: ANN001, ANN202
     sig = types.void(dst, di, src, si)
 
@@ -117,6 +135,20 @@ def _vcopy(typingctx, dst, di, src, si):  # noqa: ANN001, ANN202
         psrc, _ = _vector_pointer(context, builder, sig.args[2], args[2], args[3])
         align = sig.args[0].dtype.bitwidth // 8
         builder.store(builder.load(psrc, align=align), pdst, align=align)
+
+    return sig, codegen
+
+
+@intrinsic
+def _vadd(typingctx, dst, di, src, si):  # noqa: ANN001, ANN202
+    sig = types.void(dst, di, src, si)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        pdst, _ = _vector_pointer(context, builder, sig.args[0], args[0], args[1])
+        psrc, _ = _vector_pointer(context, builder, sig.args[2], args[2], args[3])
+        align = sig.args[0].dtype.bitwidth // 8
+        total = builder.fadd(builder.load(pdst, align=align), builder.load(psrc, align=align))
+        builder.store(total, pdst, align=align)
 
     return sig, codegen
 
@@ -158,6 +190,11 @@ def specialized(template: Callable[[int], Callable]) -> Callable:
     return function
 
 
+def _py_vadd(dst: np.ndarray, di: int, src: np.ndarray, si: int) -> None:
+    v = _py_lanes(dst)
+    dst[di : di + v] += src[si : si + v]
+
+
 def _py_load(arr: np.ndarray, i: int) -> float:
     return arr[i]
 
@@ -175,17 +212,26 @@ def _py_vfma(acc: np.ndarray, ai: int, w: np.ndarray, wi: int, a: float) -> None
     acc[ai : ai + v] += a * w[wi : wi + v]
 
 
+def _py_vfmav(acc: np.ndarray, ai: int, a: np.ndarray, aj: int, b: np.ndarray, bj: int) -> None:
+    v = _py_lanes(acc)
+    acc[ai : ai + v] += a[aj : aj + v] * b[bj : bj + v]
+
+
 def _py_vcopy(dst: np.ndarray, di: int, src: np.ndarray, si: int) -> None:
     v = _py_lanes(dst)
     dst[di : di + v] = src[si : si + v]
 
 
 if numba.config.DISABLE_JIT:  # Design D
-    lanes, stack_array, vfma, vcopy, load = _py_lanes, _py_stack_array, _py_vfma, _py_vcopy, _py_load
+    lanes, stack_array, load = _py_lanes, _py_stack_array, _py_load
+    vfma, vfmav, vcopy, vadd = _py_vfma, _py_vfmav, _py_vcopy, _py_vadd
 else:
-    lanes, stack_array, vfma, vcopy, load = _lanes, _stack_array, _vfma, _vcopy, _load
+    lanes, stack_array, load = _lanes, _stack_array, _load
+    vfma, vfmav, vcopy, vadd = _vfma, _vfmav, _vcopy, _vadd
 lanes.__doc__ = "Elements per vector for the dtype of ``arr`` (a compile-time constant)."
 stack_array.__doc__ = "A 1-D stack array of ``size`` (a literal int) elements of ``like``'s dtype."
 vfma.__doc__ = "``acc[ai:ai+V] += a * w[wi:wi+V]``: one fused vector multiply-add (flat arrays)."
 load.__doc__ = "``arr[i]`` of a flat array, without Numba's negative-index wrap-around test."
+vfmav.__doc__ = "``acc[ai:ai+V] += a[aj:aj+V] * b[bj:bj+V]``: a vector-vector multiply-add."
+vadd.__doc__ = "``dst[di:di+V] += src[si:si+V]``: one vector add (flat arrays)."
 vcopy.__doc__ = "``dst[di:di+V] = src[si:si+V]``: one vector load and store (flat arrays)."
