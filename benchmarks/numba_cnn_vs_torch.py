@@ -60,8 +60,11 @@ def main() -> None:
             r = run(impl, args.backend, args.n_train, args.threads)
             loads.append(os.getloadavg()[0])
             results[impl].append(r)
-            print(f"{impl:>6}: {r['epoch_s']:.2f} s/epoch, test accuracy {r['accuracy']:.4f} "
-                  f"(process {time.perf_counter() - t0:.0f} s, load {loads[-1]:.1f})", flush=True)
+            print(
+                f"{impl:>6}: {r['epoch_s']:.2f} s/epoch, test accuracy {r['accuracy']:.4f} "
+                f"(process {time.perf_counter() - t0:.0f} s, load {loads[-1]:.1f})",
+                flush=True,
+            )
     med = {k: sorted(r["epoch_s"] for r in v)[len(v) // 2] for k, v in results.items()}
     print(f"\n{args.n_train} samples, batch 256, {args.threads} threads: fastnn ({args.backend}) "
           f"{med['fastnn']:.2f} s, torch {med['torch']:.2f} s per epoch (median); torch / fastnn"

@@ -28,6 +28,7 @@ import argparse
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numba
 import numpy as np
@@ -220,11 +221,12 @@ def fastnn_rows(B, d: dict, repeats: int) -> dict:  # noqa: ANN001
         out, b = np.empty((N, F, ho, ho), DT), np.zeros(F, DT)
         g = np.random.default_rng(1).standard_normal(out.shape).astype(DT)
         dW, db, gx = np.empty_like(W), np.empty(F, DT), np.empty_like(x) if want_dx else None
-        fwd = best_ms(lambda: B.conv2d_forward(x, W, b, 1, 0, C.RELU, 0.0, None, out), repeats)  # noqa: B023
+        fwd = best_ms(partial(B.conv2d_forward, x, W, b, 1, 0, C.RELU, 0.0, None, out), repeats)
         gg = g.copy()
-        bwd = best_ms(lambda: (np.copyto(gg, g), B.conv2d_backward(  # noqa: B023
-            x, W, None, out, gg, 1, 0, C.RELU, 0.0, dW, db, gx)), repeats)  # noqa: B023  # fmt: skip
-        rows[name] = (fwd, bwd)
+        backward = partial(B.conv2d_backward, x, W, None, out, gg, 1, 0, C.RELU, 0.0, dW, db, gx)
+        copy = best_ms(partial(np.copyto, gg, g), repeats)  # grad is IN/OUT: fresh each run
+        bwd = best_ms(lambda gg=gg, g=g, backward=backward: (np.copyto(gg, g), backward()), repeats)
+        rows[name] = (fwd, bwd - copy)
     return rows
 
 
@@ -233,6 +235,7 @@ def alternatives(d: dict, repeats: int) -> dict[str, dict]:
     table: dict[str, dict] = {"im2col+BLAS": {}, "loops (LLVM)": {}, "background skip": {},
                               "epilogue apart": {}}  # fmt: skip
     rng = np.random.default_rng(2)
+    nan = float("nan")
     for name, x, W, want_dx in (("conv1", d["conv1"], d["W1"], False),
                                 ("conv2", d["conv2"], d["W2"], True)):  # fmt: skip
         F, Cc, k, _ = W.shape
@@ -244,21 +247,21 @@ def alternatives(d: dict, repeats: int) -> dict[str, dict]:
         g = rng.standard_normal(out.shape).astype(DT)
         delta, dW, dcols = np.empty((m, F), DT), np.empty((F, K), DT), np.empty((m, K), DT)
         gx = np.empty_like(x)
-        gemm_forward(x, Wm, b, k, k, cols, z, out)
         table["im2col+BLAS"][name] = (
-            best_ms(lambda: gemm_forward(x, Wm, b, k, k, cols, z, out), repeats),  # noqa: B023
-            best_ms(lambda: gemm_backward(x, Wm, out, g, k, k, cols, delta, dW, dcols, gx,  # noqa: B023
-                                          want_dx), repeats),  # noqa: B023  # fmt: skip
-        )
+            best_ms(partial(gemm_forward, x, Wm, b, k, k, cols, z, out), repeats),
+            best_ms(partial(gemm_backward, x, Wm, out, g, k, k, cols, delta, dW, dcols, gx,
+                            want_dx), repeats),
+        )  # fmt: skip
         xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         Wt = np.ascontiguousarray(W.transpose(2, 3, 1, 0))
         onhwc = np.empty((N, ho, ho, F), DT)
-        table["loops (LLVM)"][name] = (best_ms(lambda: loops_forward(xh, Wt, b, onhwc), repeats),  # noqa: B023
-                                       float("nan"))  # fmt: skip
-        fwd_id = best_ms(lambda: nb.conv2d_forward(x, W, b, 1, 0, C.IDENTITY, 0.0, None, out),  # noqa: B023
-                         repeats)  # fmt: skip
-        table["epilogue apart"][name] = (fwd_id + best_ms(lambda: relu_pass(out), repeats),  # noqa: B023
-                                         float("nan"))  # fmt: skip
+        table["loops (LLVM)"][name] = (best_ms(partial(loops_forward, xh, Wt, b, onhwc), repeats),
+                                       nan)  # fmt: skip
+        identity = partial(nb.conv2d_forward, x, W, b, 1, 0, C.IDENTITY, 0.0, None, out)
+        table["epilogue apart"][name] = (
+            best_ms(identity, repeats) + best_ms(partial(relu_pass, out), repeats),
+            nan,
+        )
     x, W = d["conv1"], d["W1"]
     Wt1 = np.ascontiguousarray(W[:, 0].transpose(1, 2, 0))
     out, scratch = np.empty((N, 24, 24, 24), DT), np.empty((576, 24), DT)
@@ -266,12 +269,14 @@ def alternatives(d: dict, repeats: int) -> dict[str, dict]:
     dWs, dn = np.empty((5, 5, 24), DT), np.empty((576, 24), DT)
     bg = DT(BG)
     table["background skip"]["conv1"] = (
-        best_ms(lambda: sparse_forward(x, Wt1, np.zeros(24, DT), bg, scratch, out), repeats),
-        best_ms(lambda: sparse_weight_grad(x, g, out, bg, dn, dWs), repeats),
+        best_ms(partial(sparse_forward, x, Wt1, np.zeros(24, DT), bg, scratch, out), repeats),
+        best_ms(partial(sparse_weight_grad, x, g, out, bg, dn, dWs), repeats),
     )
     pooled, arg = np.empty((N, 24, 12, 12), DT), np.empty((N, 24, 12, 12), np.int64)
     table["epilogue apart"]["pool1 pass"] = (
-        best_ms(lambda: nb.maxpool2d_forward(out, 2, 2, pooled, arg), repeats), float("nan"))
+        best_ms(partial(nb.maxpool2d_forward, out, 2, 2, pooled, arg), repeats),
+        nan,
+    )
     return table
 
 
@@ -286,13 +291,18 @@ def torch_rows(d: dict, threads: int, repeats: int) -> dict | None:
                                 ("conv2", d["conv2"], d["W2"], True)):  # fmt: skip
         conv = torch.nn.Conv2d(W.shape[1], W.shape[0], W.shape[2])
         xt = torch.from_numpy(x).requires_grad_(want_dx)
-        out = torch.relu(conv(xt))
-        g = torch.randn_like(out)
+        g = torch.randn_like(torch.relu(conv(xt)))
         wrt = (conv.weight, conv.bias, xt) if want_dx else (conv.weight, conv.bias)
-        with torch.no_grad():
-            fwd = best_ms(lambda: torch.relu(conv(xt)), repeats)  # noqa: B023
-        both = best_ms(lambda: torch.autograd.grad(torch.relu(conv(xt)), wrt, g), repeats)  # noqa: B023
-        rows[name] = (fwd, both - fwd)
+
+        def forward(conv=conv, xt=xt):  # noqa: ANN001, ANN202
+            with torch.no_grad():
+                return torch.relu(conv(xt))
+
+        def both(conv=conv, xt=xt, g=g, wrt=wrt):  # noqa: ANN001, ANN202
+            return torch.autograd.grad(torch.relu(conv(xt)), wrt, g)
+
+        fwd = best_ms(forward, repeats)
+        rows[name] = (fwd, best_ms(both, repeats) - fwd)
     return rows
 
 

@@ -14,10 +14,11 @@ A. Two register-blocked formulations, picked per call by :func:`use_rows`:
 B. Work is per image, so every scratch array stays in L1/L2; scratch is allocated per call
    (a few small arrays, microseconds) so concurrent fits share nothing. Filters are packed
    once per call.
-C. Threads: each call splits the batch into contiguous image ranges, one per thread of the
-   backend (:func:`image_ranges`), run by :mod:`.team`; a part writes only its images and its
-   own partial dW/db, summed at the end. No BLAS call happens inside a conv kernel and the
-   team waits passively, so BLAS (the dense layers) and the team never spin beside each other.
+C. Threads: the threads of :mod:`.team` (as many as the backend's, ``set_num_threads``) take
+   chunks of images from a shared counter; a chunk writes only its images and its own partial
+   dW/db, summed in chunk order at the end (the same result for any number of threads). No
+   BLAS call happens inside a conv kernel and the team waits passively, so BLAS (the dense
+   layers) and the team never spin beside each other.
 """
 
 from __future__ import annotations
@@ -27,11 +28,8 @@ import numpy as np
 from ..._codes import NEEDS_PREACTIVATION
 from . import conv_nchw as nchw
 from . import conv_nhwc as nhwc
-from .dense import blas_threads
 from .simd import VECTOR_BYTES
-from .team import TEAM
-
-MIN_IMAGES_PER_THREAD = 2  # below, one thread (a hand-off costs tens of microseconds)
+from .team import CHUNK, chunks, run_chunked
 
 
 def lanes_of(dtype: np.dtype) -> int:
@@ -41,13 +39,6 @@ def lanes_of(dtype: np.dtype) -> int:
 
 def _round_up(k: int, v: int) -> int:
     return -(-k // v) * v
-
-
-def image_ranges(n: int) -> list[tuple[int, int]]:
-    """Contiguous image ranges, one per thread of the backend (Design C)."""
-    parts = max(1, min(blas_threads(), n // MIN_IMAGES_PER_THREAD))
-    cuts = [n * k // parts for k in range(parts + 1)]
-    return list(zip(cuts[:-1], cuts[1:], strict=True))
 
 
 def use_rows(x: np.ndarray, out_width: int, stride: int, need_input_rows: bool) -> bool:
@@ -82,30 +73,26 @@ def conv2d_forward(
     hw = out.shape[2] * out.shape[3]
     want_z = act in NEEDS_PREACTIVATION
     z = z_out if want_z else out[:0]
-    ranges = image_ranges(x.shape[0])
     Hp, Wp = H + 2 * padding, Wx + 2 * padding
     if use_rows(x, out.shape[3], stride, False):
         toff = _row_taps(C, kh, kw, Hp, Wp)
         bias = np.repeat(b, hw)
-        parts = [(x, W, bias, padding, act, alpha, z, out, i0, i1,
-                  np.zeros(C * Hp * Wp if padding else 0, dt), toff)
-                 for i0, i1 in ranges]  # fmt: skip
-        TEAM.run(nchw.forward_rows_images, parts)
+        run_chunked(nchw.forward_rows_images, x.shape[0], lambda k, counter: (
+            x, W, bias, padding, act, alpha, z, out, counter, CHUNK,
+            np.zeros(C * Hp * Wp if padding else 0, dt), toff))  # fmt: skip
         return
     fp = _round_up(F, lanes_of(dt))
     xoff = nhwc.geometry(x.shape, W.shape, stride, padding, fp)[0]
     wt = np.zeros((kh, kw * C, fp), dt)
     nhwc.pack_filters(W, wt)
     bias = _repeated_bias(b, hw, fp)
-    parts = [
-        (x, wt, bias, padding, act, alpha, want_z, z, out, i0, i1, np.zeros(Hp * Wp * C, dt),
-         np.empty((hw, fp), dt), np.empty((hw if want_z else 0, fp), dt), xoff)
-        for i0, i1 in ranges
-    ]  # fmt: skip
-    TEAM.run(nhwc.forward_images, parts)
+    run_chunked(nhwc.forward_images, x.shape[0], lambda k, counter: (
+        x, wt, bias, padding, act, alpha, want_z, z, out, counter, CHUNK,
+        np.zeros(Hp * Wp * C, dt), np.empty((hw, fp), dt),
+        np.empty((hw if want_z else 0, fp), dt), xoff))  # fmt: skip
 
 
-def _backward_rows(x, W, preact, a, grad, padding, act, alpha, grad_x, ranges, dW_out, db_out):  # noqa: ANN001, ANN202
+def _backward_rows(x, W, preact, a, grad, padding, act, alpha, grad_x, dW_out, db_out):  # noqa: ANN001, ANN202
     dt = x.dtype
     C, H, Wx = x.shape[1:]
     F, _, kh, kw = W.shape
@@ -118,15 +105,12 @@ def _backward_rows(x, W, preact, a, grad, padding, act, alpha, grad_x, ranges, d
     T, v = C * kh * kw, lanes_of(dt)
     y, x0 = np.divmod(np.arange(0, Ho * Wo, v, dtype=np.int64), Wo)
     soff = y * Wp + x0
-    dwvs = np.zeros((len(ranges), F * T * v), dt)
-    dbs = np.zeros((len(ranges), F), dt)
-    parts = [
-        (x, wflip, preact, a, grad, padding, act, alpha, want_dx, grad_x, i0, i1,
-         np.zeros(C * Hp * Wp if padding else 0, dt), np.zeros(F * hd * wd if want_dx else 0, dt),
-         dwvs[k], dbs[k], np.empty(F * Ho * Wo, dt), toff, toff_dx, soff)
-        for k, (i0, i1) in enumerate(ranges)
-    ]  # fmt: skip
-    TEAM.run(nchw.backward_rows_images, parts)
+    dwvs = np.zeros((chunks(x.shape[0]), F * T * v), dt)
+    dbs = np.zeros((chunks(x.shape[0]), F), dt)
+    run_chunked(nchw.backward_rows_images, x.shape[0], lambda k, counter: (
+        x, wflip, preact, a, grad, padding, act, alpha, want_dx, grad_x, counter, CHUNK,
+        np.zeros(C * Hp * Wp if padding else 0, dt), np.zeros(F * hd * wd if want_dx else 0, dt),
+        dwvs, dbs, np.empty(F * Ho * Wo, dt), toff, toff_dx, soff))  # fmt: skip
     nchw.unpack_lane_sums(dwvs, dW_out)
     np.sum(dbs, axis=0, out=db_out)
 
@@ -140,9 +124,8 @@ def conv2d_backward(
     want_dx = grad_x_out is not None
     grad_x = grad_x_out if want_dx else x[:0]
     preact = z if act in NEEDS_PREACTIVATION else a[:0]
-    ranges = image_ranges(x.shape[0])
     if use_rows(x, grad.shape[3], stride, want_dx):
-        _backward_rows(x, W, preact, a, grad, padding, act, alpha, grad_x, ranges, dW_out, db_out)
+        _backward_rows(x, W, preact, a, grad, padding, act, alpha, grad_x, dW_out, db_out)
         return
     dt = x.dtype
     C, H, Wx = x.shape[1:]
@@ -154,16 +137,13 @@ def conv2d_backward(
     wb = np.zeros((kh, kw * fp, cp) if want_dx else (kh, 0, cp), dt)
     if want_dx:
         nhwc.pack_flipped_filters(W, wb)
-    dwts = np.zeros((len(ranges), kh * kw * C * fp), dt)
-    dbs = np.zeros((len(ranges), F), dt)
+    dwts = np.zeros((chunks(x.shape[0]), kh * kw * C * fp), dt)
+    dbs = np.zeros((chunks(x.shape[0]), F), dt)
     xp_size = (H + 2 * padding) * (Wx + 2 * padding) * C
-    parts = [
-        (x, wb, preact, a, grad, padding, act, alpha, want_dx, grad_x, i0, i1,
-         np.zeros(xp_size, dt), np.zeros(hd * wd * fp, dt),
-         np.empty(H * Wx * cp if want_dx else 0, dt), dwts[k], dbs[k], np.empty(F * hw, dt),
-         xoff, doff, dxoff, tap, kh, kw, wd)
-        for k, (i0, i1) in enumerate(ranges)
-    ]  # fmt: skip
-    TEAM.run(nhwc.backward_images, parts)
+    run_chunked(nhwc.backward_images, x.shape[0], lambda k, counter: (
+        x, wb, preact, a, grad, padding, act, alpha, want_dx, grad_x, counter, CHUNK,
+        np.zeros(xp_size, dt), np.zeros(hd * wd * fp, dt),
+        np.empty(H * Wx * cp if want_dx else 0, dt), dwts, dbs, np.empty(F * hw, dt),
+        xoff, doff, dxoff, tap, kh, kw, wd))  # fmt: skip
     nhwc.unpack_weight_grad(dwts, dW_out)
     np.sum(dbs, axis=0, out=db_out)

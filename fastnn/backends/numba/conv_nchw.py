@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from .activations import act_backward_row, bias_act_row
 from .jit import kernel
-from .simd import lanes, load, specialized, stack_array, vadd, vcopy, vfma, vfmav
+from .simd import fetch_add, lanes, load, specialized, stack_array, vadd, vcopy, vfma, vfmav
 
 FILTERS = 4  # filters per register block
 TAPS = 4  # taps per weight-gradient block
@@ -130,8 +130,9 @@ def pad_planes(x, i, padding, xq):
 
 
 @kernel
-def forward_rows_images(x, W, bias, padding, act, alpha, z, out, i0, i1, xq, toff):
-    """out[i] = act(conv(x[i]) + b) for images i0..i1-1, stride 1 (Design A, C).
+def forward_rows_images(x, W, bias, padding, act, alpha, z, out, counter, chunk, xq, toff):
+    """out[i] = act(conv(x[i]) + b), stride 1, for the chunks of ``chunk`` images this thread
+    takes from ``counter`` (Design A, C).
 
     bias (F*Ho*Wo,) repeated per pixel; toff (C*kh*kw,) tap offsets in the (padded) image;
     xq (C*Hp*Wp,) zero-border scratch (unused without padding); z as out, or (0, ...).
@@ -142,22 +143,27 @@ def forward_rows_images(x, W, bias, padding, act, alpha, z, out, i0, i1, xq, tof
     xf, of = x.reshape(-1), out.reshape(-1)
     out2 = out.reshape((n, F * Ho * Wo))
     z2 = z.reshape((z.shape[0], F * Ho * Wo))
-    for i in range(i0, i1):
-        if padding:
-            pad_planes(x, i, padding, xq)
-            row_correlate(xq, 0, Wx + 2 * padding, toff, wm, F, of, i * F * Ho * Wo, Ho, Wo)
-        else:
-            row_correlate(xf, i * C * H * Wx, Wx, toff, wm, F, of, i * F * Ho * Wo, Ho, Wo)
-        bias_act_row(out2, z2, i, bias, act, alpha)
+    while True:
+        i0 = fetch_add(counter, 1) * chunk
+        if i0 >= n:
+            return
+        for i in range(i0, min(i0 + chunk, n)):
+            if padding:
+                pad_planes(x, i, padding, xq)
+                row_correlate(xq, 0, Wx + 2 * padding, toff, wm, F, of, i * F * Ho * Wo, Ho, Wo)
+            else:
+                row_correlate(xf, i * C * H * Wx, Wx, toff, wm, F, of, i * F * Ho * Wo, Ho, Wo)
+            bias_act_row(out2, z2, i, bias, act, alpha)
 
 
 @kernel
 def backward_rows_images(
-    x, wflip, z, a, grad, padding, act, alpha, want_dx, grad_x, i0, i1,
-    xq, dd, dwv, db, rowsum, toff, toff_dx, soff,
+    x, wflip, z, a, grad, padding, act, alpha, want_dx, grad_x, counter, chunk,
+    xq, dd, dwvs, dbs, rowsum, toff, toff_dx, soff,
 ):  # fmt: skip
-    """Backward of images i0..i1-1, stride 1 (Design A, B): grad -> dL/dz, dwv and db (F,)
-    accumulate, grad_x[i] if want_dx.
+    """Backward, stride 1, of the chunks of images this thread takes from ``counter``
+    (Design A, B): grad -> dL/dz; chunk k's lane sums go to dwvs[k], its db to dbs[k] (F,);
+    grad_x[i] if want_dx.
 
     wflip (C*F*kh*kw,) flipped filters ``[c, f, kh-1-u, kw-1-v]``; dd (F*Hd*Wd,) the output
     gradient padded by k - 1 (zero border); toff_dx (F*kh*kw,) tap offsets in dd; soff
@@ -171,26 +177,31 @@ def backward_rows_images(
     xf, gf, xgf = x.reshape(-1), grad.reshape(-1), grad_x.reshape(-1)
     edge_h, edge_w = H + 2 * padding - Ho, Wx + 2 * padding - Wo  # kh - 1, kw - 1
     hd, wd = Ho + 2 * edge_h, Wo + 2 * edge_w
-    for i in range(i0, i1):
-        act_backward_row(z2, a2, g2, i, act, alpha, rowsum)
-        for f in range(F):
-            total = g2.dtype.type(0.0)
-            for m in range(hw):
-                total += g2[i, f * hw + m]
-            db[f] += total
-        if padding:
-            pad_planes(x, i, padding, xq)
-            row_weight_grad(xq, 0, soff, toff, gf, i * F * hw, F, hw, dwv)
-        else:
-            row_weight_grad(xf, i * C * H * Wx, soff, toff, gf, i * F * hw, F, hw, dwv)
-        if want_dx:
+    while True:
+        part = fetch_add(counter, 1)
+        if part * chunk >= n:
+            return
+        dwv, db = dwvs[part], dbs[part]
+        for i in range(part * chunk, min(part * chunk + chunk, n)):
+            act_backward_row(z2, a2, g2, i, act, alpha, rowsum)
             for f in range(F):
-                for y in range(Ho):
-                    row = (f * hd + y + edge_h) * wd + edge_w
-                    for xo in range(Wo):
-                        dd[row + xo] = g2[i, (f * Ho + y) * Wo + xo]
-            origin = padding * wd + padding
-            row_correlate(dd, origin, wd, toff_dx, wflip, C, xgf, i * C * H * Wx, H, Wx)
+                total = g2.dtype.type(0.0)
+                for m in range(hw):
+                    total += g2[i, f * hw + m]
+                db[f] += total
+            if padding:
+                pad_planes(x, i, padding, xq)
+                row_weight_grad(xq, 0, soff, toff, gf, i * F * hw, F, hw, dwv)
+            else:
+                row_weight_grad(xf, i * C * H * Wx, soff, toff, gf, i * F * hw, F, hw, dwv)
+            if want_dx:
+                for f in range(F):
+                    for y in range(Ho):
+                        row = (f * hd + y + edge_h) * wd + edge_w
+                        for xo in range(Wo):
+                            dd[row + xo] = g2[i, (f * Ho + y) * Wo + xo]
+                origin = padding * wd + padding
+                row_correlate(dd, origin, wd, toff_dx, wflip, C, xgf, i * C * H * Wx, H, Wx)
 
 
 @kernel

@@ -29,7 +29,7 @@ import numpy as np
 
 from .activations import act_backward_row, bias_act_row
 from .jit import kernel
-from .simd import lanes, load, specialized, stack_array, vadd, vcopy, vfma
+from .simd import fetch_add, lanes, load, specialized, stack_array, vadd, vcopy, vfma
 
 PIXELS = 4  # output pixels per register block (forward, input gradient)
 TAPS = 4  # filter taps per register block (weight gradient)
@@ -157,8 +157,10 @@ def pad_image(x, i, padding, xp):
 
 
 @kernel
-def forward_images(x, wt, bias, padding, act, alpha, want_z, z, out, i0, i1, xp, zb, zz, xoff):
-    """out[i] = act(conv(x[i]) + b) for images i0..i1-1 (Design A, B, D); z[i] if want_z.
+def forward_images(x, wt, bias, padding, act, alpha, want_z, z, out, counter, chunk, xp, zb, zz,
+                   xoff):  # fmt: skip
+    """out[i] = act(conv(x[i]) + b) for the chunks of ``chunk`` images this thread takes from
+    ``counter`` (Design A, B, D); z[i] if want_z.
 
     wt (kh, kw*C, Fp) packed filters, bias (Ho*Wo*Fp,) the zero-padded bias repeated per
     pixel, xoff (Ho*Wo,) pixel offsets in xp; scratch: xp (Hp*Wp*C,) zero border,
@@ -172,26 +174,31 @@ def forward_images(x, wt, bias, padding, act, alpha, want_z, z, out, i0, i1, xp,
     zrow, zzrow = zb.reshape((1, hw * fp)), zz.reshape((zz.shape[0] // hw, hw * fp))
     o3 = out.reshape((n, F, hw))
     z3 = z.reshape((z.shape[0], F, hw))
-    for i in range(i0, i1):
-        pad_image(x, i, padding, xp)
-        correlate(xp, xoff, hw, rowstep, kh, L, wf, zf, fp)
-        bias_act_row(zrow, zzrow, 0, bias, act, alpha)  # the image as one row: one call
-        for f in range(F):
-            for m in range(hw):
-                o3[i, f, m] = zb[m, f]
-        if want_z:
+    while True:
+        i0 = fetch_add(counter, 1) * chunk
+        if i0 >= n:
+            return
+        for i in range(i0, min(i0 + chunk, n)):
+            pad_image(x, i, padding, xp)
+            correlate(xp, xoff, hw, rowstep, kh, L, wf, zf, fp)
+            bias_act_row(zrow, zzrow, 0, bias, act, alpha)  # the image as one row: one call
             for f in range(F):
                 for m in range(hw):
-                    z3[i, f, m] = zz[m, f]
+                    o3[i, f, m] = zb[m, f]
+            if want_z:
+                for f in range(F):
+                    for m in range(hw):
+                        z3[i, f, m] = zz[m, f]
 
 
 @kernel
 def backward_images(
-    x, wb, z, a, grad, padding, act, alpha, want_dx, grad_x, i0, i1,
-    xp, dd, dxb, dwt, db, rowsum, xoff, doff, dxoff, tap, kh, kw, wd,
+    x, wb, z, a, grad, padding, act, alpha, want_dx, grad_x, counter, chunk,
+    xp, dd, dxb, dwts, dbs, rowsum, xoff, doff, dxoff, tap, kh, kw, wd,
 ):  # fmt: skip
-    """Backward of images i0..i1-1 (Design C, D): grad -> dL/dz, dwt (kh*kw*C*Fp,) and
-    db (F,) accumulate; grad_x[i] if want_dx.
+    """Backward of the chunks of images this thread takes from ``counter`` (Design C, D):
+    grad -> dL/dz; chunk k's dW sums into dwts[k] (kh*kw*C*Fp,), its db into dbs[k] (F,);
+    grad_x[i] if want_dx.
 
     wb (kh, kw*Fp, Cp) flipped filters, dd (Hd*Wd*Fp,) the dilated, padded NHWC gradient
     (``wd`` = its width), zero outside the pixels ``doff`` (Ho*Wo,) points at; dxb (H*W*Cp,);
@@ -200,29 +207,34 @@ def backward_images(
     n, C, H, W = x.shape
     F = grad.shape[1]
     hw = grad.shape[2] * grad.shape[3]
-    fp = dwt.shape[0] // tap.shape[0]
+    fp = dwts.shape[1] // tap.shape[0]
     cp = wb.shape[2]
     g2, a2 = grad.reshape((n, F * hw)), a.reshape((n, F * hw))
     z2 = z.reshape((z.shape[0], F * hw))
     g3 = grad.reshape((n, F, hw))
     x3 = grad_x.reshape((grad_x.shape[0], C, H * W))
     wbf = wb.reshape(-1)
-    for i in range(i0, i1):
-        act_backward_row(z2, a2, g2, i, act, alpha, rowsum)  # the image as one row
-        for f in range(F):
-            total = g3.dtype.type(0.0)
-            for m in range(hw):
-                v = g3[i, f, m]
-                dd[doff[m] + f] = v
-                total += v
-            db[f] += total
-        pad_image(x, i, padding, xp)
-        weight_grad(xp, xoff, dd, doff, hw, tap, dwt, fp)
-        if want_dx:
-            correlate(dd, dxoff, H * W, wd * fp, kh, kw * fp, wbf, dxb, cp)
-            for c in range(C):
-                for m in range(H * W):
-                    x3[i, c, m] = dxb[m * cp + c]
+    while True:
+        part = fetch_add(counter, 1)
+        if part * chunk >= n:
+            return
+        dwt, db = dwts[part], dbs[part]
+        for i in range(part * chunk, min(part * chunk + chunk, n)):
+            act_backward_row(z2, a2, g2, i, act, alpha, rowsum)  # the image as one row
+            for f in range(F):
+                total = g3.dtype.type(0.0)
+                for m in range(hw):
+                    v = g3[i, f, m]
+                    dd[doff[m] + f] = v
+                    total += v
+                db[f] += total
+            pad_image(x, i, padding, xp)
+            weight_grad(xp, xoff, dd, doff, hw, tap, dwt, fp)
+            if want_dx:
+                correlate(dd, dxoff, H * W, wd * fp, kh, kw * fp, wbf, dxb, cp)
+                for c in range(C):
+                    for m in range(H * W):
+                        x3[i, c, m] = dxb[m * cp + c]
 
 
 @kernel

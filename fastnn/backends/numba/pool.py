@@ -8,8 +8,8 @@ A. The forward pass records the flat index ``h * W + w`` of each window's maximu
    on ties, and the first NaN if any, as ``np.argmax``: a diverging network keeps its NaN).
 B. The backward pass zeroes each input plane and adds each output's gradient at its argmax,
    plane by plane, so the zeroing and the scatter touch the plane while it is in cache.
-C. Like the convolutions, the images are split over :mod:`.team` (pooling reads and writes
-   every activation of the first convolution: a memory-bound pass worth two cores).
+C. Like the convolutions, the threads of :mod:`.team` take chunks of images (pooling reads and
+   writes every activation of the first convolution: a memory-bound pass worth two cores).
 D. 2 x 2 windows (the common case) take a branch-free path: max() for the value and the
    index of the maximum in integer arithmetic (a tree of three comparisons). The general
    loop's data-dependent branch mispredicts on every other window (8-9 ms against 2-3 ms
@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .conv import image_ranges
 from .jit import kernel
-from .team import TEAM
+from .simd import fetch_add
+from .team import CHUNK, run_chunked
 
 
 @kernel
@@ -65,29 +65,41 @@ def _pool2_plane(x, i, c, stride, out, argmax):
 
 
 @kernel
-def maxpool_forward_images(x, kernel_size, stride, out, argmax, i0, i1):
-    """out, argmax (n, C, Ho, Wo) for the images i0..i1-1 of x (n, C, H, W)."""
-    for i in range(i0, i1):
-        for c in range(x.shape[1]):
-            if kernel_size != 2 or _pool2_plane(x, i, c, stride, out, argmax):
-                _pool_plane(x, i, c, kernel_size, stride, out, argmax)
+def maxpool_forward_images(x, kernel_size, stride, out, argmax, counter, chunk):
+    """out, argmax (n, C, Ho, Wo) for the chunks of images of x (n, C, H, W) this thread
+    takes from ``counter``."""
+    n = x.shape[0]
+    while True:
+        i0 = fetch_add(counter, 1) * chunk
+        if i0 >= n:
+            return
+        for i in range(i0, min(i0 + chunk, n)):
+            for c in range(x.shape[1]):
+                if kernel_size != 2 or _pool2_plane(x, i, c, stride, out, argmax):
+                    _pool_plane(x, i, c, kernel_size, stride, out, argmax)
 
 
 @kernel
-def maxpool_backward_images(grad, argmax, grad_x, i0, i1):
-    """grad_x (n, C, H, W) planes of images i0..i1-1: zero, plus grad at argmax (Design B)."""
+def maxpool_backward_images(grad, argmax, grad_x, counter, chunk):
+    """grad_x (n, C, H, W) planes of the chunks of images this thread takes from ``counter``:
+    zero, plus grad at argmax (Design B)."""
     C = grad.shape[1]
     hw = grad.shape[2] * grad.shape[3]
     size = grad_x.shape[2] * grad_x.shape[3]
     g3 = grad.reshape((grad.shape[0], C, hw))
     a3 = argmax.reshape((argmax.shape[0], C, hw))
     x3 = grad_x.reshape((grad_x.shape[0], C, size))
-    for i in range(i0, i1):
-        for c in range(C):
-            for k in range(size):
-                x3[i, c, k] = 0
-            for m in range(hw):
-                x3[i, c, a3[i, c, m]] += g3[i, c, m]
+    n = grad.shape[0]
+    while True:
+        i0 = fetch_add(counter, 1) * chunk
+        if i0 >= n:
+            return
+        for i in range(i0, min(i0 + chunk, n)):
+            for c in range(C):
+                for k in range(size):
+                    x3[i, c, k] = 0
+                for m in range(hw):
+                    x3[i, c, a3[i, c, m]] += g3[i, c, m]
 
 
 # Trusted entry points of the kernel contract (fastnn.backends._frontend checked the arguments).
@@ -95,11 +107,17 @@ def maxpool2d_forward(
     x: np.ndarray, kernel: int, stride: int, out: np.ndarray, argmax_out: np.ndarray
 ) -> None:
     """out, argmax_out (n, C, Ho, Wo): each window's maximum of x (n, C, H, W) and its index."""
-    parts = [(x, kernel, stride, out, argmax_out, i0, i1) for i0, i1 in image_ranges(x.shape[0])]
-    TEAM.run(maxpool_forward_images, parts)
+    run_chunked(
+        maxpool_forward_images,
+        x.shape[0],
+        lambda k, counter: (x, kernel, stride, out, argmax_out, counter, CHUNK),
+    )
 
 
 def maxpool2d_backward(grad: np.ndarray, argmax: np.ndarray, grad_x_out: np.ndarray) -> None:
     """grad_x_out (n, C, H, W): zero, plus each output's gradient at its argmax."""
-    parts = [(grad, argmax, grad_x_out, i0, i1) for i0, i1 in image_ranges(grad.shape[0])]
-    TEAM.run(maxpool_backward_images, parts)
+    run_chunked(
+        maxpool_backward_images,
+        grad.shape[0],
+        lambda k, counter: (grad, argmax, grad_x_out, counter, CHUNK),
+    )

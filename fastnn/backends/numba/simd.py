@@ -1,4 +1,5 @@
-"""Explicit SIMD for the convolution kernels: vector FMAs on flat arrays, accumulators on the stack.
+"""Explicit SIMD for the convolution kernels: vector FMAs on flat arrays, accumulators on the
+stack; and the one atomic counter the thread team shares out work with.
 
 LLVM's loop vectorizer picks the wrong loop in a register-blocked convolution: it vectorizes
 the runtime-length tap loop (gathers, one reduction per filter) and keeps the accumulators in
@@ -19,18 +20,21 @@ C. No vector type reaches Numba's type system: the intrinsics load and store thr
    Indices are trusted (no bounds checks), like every kernel behind the checked front end;
    :func:`load` reads a scalar without the wrap-around test of negative indices that Numba
    adds to every signed index (three instructions per load in the inner loops).
-E. A register block needs its size as a constant: :func:`specialized` compiles one function
+D. A register block needs its size as a constant: :func:`specialized` compiles one function
    per value of its last argument (4, 3, 2 or 1 vectors of filters). Left to LLVM's inliner
    (a constant argument of an ordinary call), a large caller kept the runtime count and the
    accumulators went back to memory: the same block ran 2-3x slower inside the conv kernel
    than in a small benchmark loop.
-D. Under ``NUMBA_DISABLE_JIT=1`` the same names are plain Python (NumPy slices), so the kernels
+E. :func:`fetch_add` is an atomic add on a shared int64 counter: the threads of a call take
+   the next chunk of images from it (dynamic scheduling, see :mod:`.conv`).
+F. Under ``NUMBA_DISABLE_JIT=1`` the same names are plain Python (NumPy slices), so the kernels
    stay valid Python, as the rest of the package.
 """
 
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable
 
 import numba
@@ -164,8 +168,30 @@ def _load(typingctx, arr, i):  # noqa: ANN001, ANN202
     return sig, codegen
 
 
+@intrinsic
+def _fetch_add(typingctx, counter, value):  # noqa: ANN001, ANN202
+    sig = types.int64(counter, value)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        data = make_array(sig.args[0])(context, builder, args[0]).data
+        step = context.cast(builder, args[1], sig.args[1], types.int64)
+        return builder.atomic_rmw("add", data, step, "seq_cst")
+
+    return sig, codegen
+
+
+_counter_lock = threading.Lock()
+
+
+def _py_fetch_add(counter: np.ndarray, value: int) -> int:
+    with _counter_lock:
+        old = int(counter[0])
+        counter[0] = old + value
+    return old
+
+
 def specialized(template: Callable[[int], Callable]) -> Callable:
-    """A function whose last argument is a compile-time constant (Design E).
+    """A function whose last argument is a compile-time constant (Design D).
 
     ``template(k)`` returns the implementation for the constant ``k``. In compiled code the
     result is an overload that asks Numba for the literal value of the last argument, so each
@@ -222,15 +248,16 @@ def _py_vcopy(dst: np.ndarray, di: int, src: np.ndarray, si: int) -> None:
     dst[di : di + v] = src[si : si + v]
 
 
-if numba.config.DISABLE_JIT:  # Design D
-    lanes, stack_array, load = _py_lanes, _py_stack_array, _py_load
+if numba.config.DISABLE_JIT:  # Design F
+    lanes, stack_array, load, fetch_add = _py_lanes, _py_stack_array, _py_load, _py_fetch_add
     vfma, vfmav, vcopy, vadd = _py_vfma, _py_vfmav, _py_vcopy, _py_vadd
 else:
-    lanes, stack_array, load = _lanes, _stack_array, _load
+    lanes, stack_array, load, fetch_add = _lanes, _stack_array, _load, _fetch_add
     vfma, vfmav, vcopy, vadd = _vfma, _vfmav, _vcopy, _vadd
 lanes.__doc__ = "Elements per vector for the dtype of ``arr`` (a compile-time constant)."
 stack_array.__doc__ = "A 1-D stack array of ``size`` (a literal int) elements of ``like``'s dtype."
 vfma.__doc__ = "``acc[ai:ai+V] += a * w[wi:wi+V]``: one fused vector multiply-add (flat arrays)."
+fetch_add.__doc__ = "Atomically add ``value`` to ``counter[0]`` (int64); return the old value."
 load.__doc__ = "``arr[i]`` of a flat array, without Numba's negative-index wrap-around test."
 vfmav.__doc__ = "``acc[ai:ai+V] += a[aj:aj+V] * b[bj:bj+V]``: a vector-vector multiply-add."
 vadd.__doc__ = "``dst[di:di+V] += src[si:si+V]``: one vector add (flat arrays)."

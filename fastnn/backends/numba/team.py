@@ -9,6 +9,12 @@ B. Waiting is passive: workers block on a queue (a futex), never spin, so they l
    spin pitfall of DESIGN.md avoided by construction, without any process-wide setting.
 C. The team serves one call at a time. A second thread calling meanwhile (two fits in
    parallel) runs its parts itself, one after the other: same results, no waiting on the other.
+D. Work is shared out dynamically (:func:`run_chunked`): the threads take chunks of CHUNK
+   images from one atomic counter until none is left, so a thread that the OS descheduled
+   (a busy machine) leaves its chunks to the others instead of making everyone wait. Whatever
+   a chunk accumulates (weight gradients) goes to that chunk's own buffer, summed in chunk
+   order afterwards: the result does not depend on which thread ran which chunk, nor on the
+   number of threads.
 """
 
 from __future__ import annotations
@@ -17,6 +23,12 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
+
+from .dense import blas_threads
+
+CHUNK = 8  # images a thread takes at a time (Design D)
 
 
 class _Worker:
@@ -81,3 +93,16 @@ class Team:
 
 #: The process-wide team of the numba backend (its size is chosen per call).
 TEAM = Team()
+
+
+def chunks(n: int) -> int:
+    """Chunks of CHUNK images in a batch of ``n``."""
+    return -(-n // CHUNK)
+
+
+def run_chunked(func: Callable, n: int, args_of: Callable[[int, np.ndarray], tuple]) -> None:
+    """Run ``func(*args_of(k, counter))`` in thread k of the team, for as many threads as the
+    backend uses (at most one per chunk); they share ``counter`` (Design D)."""
+    counter = np.zeros(1, np.int64)
+    threads = max(1, min(blas_threads(), chunks(n)))
+    TEAM.run(func, [args_of(k, counter) for k in range(threads)])
