@@ -82,14 +82,14 @@ def conv2d_forward(
             np.zeros(C * Hp * Wp if padding else 0, dt), toff))  # fmt: skip
         return
     fp = _round_up(F, lanes_of(dt))
-    xoff = nhwc.geometry(x.shape, W.shape, stride, padding, fp)[0]
+    geo = nhwc.geometry(x.shape, W.shape, stride, padding, fp)
     wt = np.zeros((kh, kw * C, fp), dt)
     nhwc.pack_filters(W, wt)
     bias = _repeated_bias(b, hw, fp)
     run_chunked(nhwc.forward_images, x.shape[0], lambda k, counter: (
         x, wt, bias, padding, act, alpha, want_z, z, out, counter, CHUNK,
         np.zeros(Hp * Wp * C, dt), np.empty((hw, fp), dt),
-        np.empty((hw if want_z else 0, fp), dt), xoff))  # fmt: skip
+        np.empty((hw if want_z else 0, fp), dt), geo.xoff, geo.xrows))  # fmt: skip
 
 
 def _backward_rows(x, W, preact, a, grad, padding, act, alpha, grad_x, dW_out, db_out):  # noqa: ANN001, ANN202
@@ -133,7 +133,7 @@ def conv2d_backward(
     v = lanes_of(dt)
     fp, cp = _round_up(F, v), _round_up(C, v)
     hw = grad.shape[2] * grad.shape[3]
-    xoff, tap, doff, dxoff, (hd, wd) = nhwc.geometry(x.shape, W.shape, stride, padding, fp)
+    geo = nhwc.geometry(x.shape, W.shape, stride, padding, fp)
     wb = np.zeros((kh, kw * fp, cp) if want_dx else (kh, 0, cp), dt)
     if want_dx:
         nhwc.pack_flipped_filters(W, wb)
@@ -142,8 +142,8 @@ def conv2d_backward(
     xp_size = (H + 2 * padding) * (Wx + 2 * padding) * C
     run_chunked(nhwc.backward_images, x.shape[0], lambda k, counter: (
         x, wb, preact, a, grad, padding, act, alpha, want_dx, grad_x, counter, CHUNK,
-        np.zeros(xp_size, dt), np.zeros(hd * wd * fp, dt),
+        np.zeros(xp_size, dt), np.zeros(geo.hd * geo.wd * fp, dt),
         np.empty(H * Wx * cp if want_dx else 0, dt), dwts, dbs, np.empty(F * hw, dt),
-        xoff, doff, dxoff, tap, kh, kw, wd))  # fmt: skip
+        geo.xoff, geo.doff, geo.dxoff, geo.dxrows, geo.tap, kw, geo.wd))  # fmt: skip
     nhwc.unpack_weight_grad(dwts, dW_out)
     np.sum(dbs, axis=0, out=db_out)

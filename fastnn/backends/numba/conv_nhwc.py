@@ -11,7 +11,8 @@ B. One micro-kernel, :func:`correlate`, computes every product: blocks of ``PIXE
    broadcasts, <= 4 vector loads, <= 16 FMAs). Each pixel's first input element comes from an
    offset table, so one kernel serves the forward pass (input ``xp``) and the input gradient
    (input: the output gradient, dilated by the stride and padded by k - 1, with the filters
-   flipped), for any stride and padding.
+   flipped), for any stride and padding. A block skips the filter rows that only meet zero
+   rows (padding; the k - 1 border of the gradient: 1/6 of conv2's input gradient).
 C. The weight gradient (:func:`weight_grad`) is the same block turned around: ``TAPS`` taps x
    up to 4 vectors of filters accumulate in registers over every pixel of the image.
 D. Epilogue per image, while it is hot: bias + activation with the dense layer's
@@ -24,6 +25,8 @@ D. Epilogue per image, while it is hot: bias + activation with the dense layer's
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -41,12 +44,12 @@ def _correlate_block_for(nq: int):  # noqa: ANN202
     """The block of ``nq`` (a constant) vectors of filters from ``q`` for the PIXELS pixels
     from ``mb`` (Design B)."""
 
-    def block(src, base, rowstep, kh, L, wt, dst, fp, q, mb, m1, nq_):  # noqa: ANN001, ANN202
+    def block(src, base, rowstep, u0, u1, L, wt, dst, fp, q, mb, m1, nq_):  # noqa: ANN001, ANN202
         V = lanes(dst)
         acc = stack_array(ACC, dst)
         for j in range(nq * PIXELS * V):
             acc[j] = 0
-        for u in range(kh):
+        for u in range(u0, u1):
             for l in range(L):
                 t = (u * L + l) * fp + q
                 r = u * rowstep + l
@@ -66,28 +69,32 @@ _correlate_block = specialized(_correlate_block_for)
 
 
 @kernel
-def correlate(src, offsets, m1, rowstep, kh, L, wt, dst, fp):
-    """dst[m*fp + f] = sum_{u<kh, l<L} src[offsets[m] + u*rowstep + l] * wt[(u*L + l)*fp + f]
-    for every pixel m < m1 and filter f < fp (flat arrays; fp a multiple of the lanes)."""
+def correlate(src, offsets, urange, m1, rowstep, L, wt, dst, fp):
+    """dst[m*fp + f] = sum_{u, l<L} src[offsets[m] + u*rowstep + l] * wt[(u*L + l)*fp + f]
+    for every pixel m < m1 and filter f < fp (flat arrays; fp a multiple of the lanes), over
+    the filter rows u in [urange[m, 0], urange[m, 1]): the others only meet zeros (Design B)."""
     V = lanes(dst)
     base = stack_array(PIXELS, offsets)
     for mb in range(0, m1, PIXELS):
+        u0, u1 = urange[mb, 0], urange[mb, 1]
         for p in range(PIXELS):  # the last block repeats its last pixel (stores skipped)
-            base[p] = offsets[min(mb + p, m1 - 1)]
+            m = min(mb + p, m1 - 1)
+            base[p] = offsets[m]
+            u0, u1 = min(u0, urange[m, 0]), max(u1, urange[m, 1])
         q = 0
         while q < fp:  # constant block widths: each call is unrolled for its nq
             left = (fp - q) // V
             if left >= 4:
-                _correlate_block(src, base, rowstep, kh, L, wt, dst, fp, q, mb, m1, 4)
+                _correlate_block(src, base, rowstep, u0, u1, L, wt, dst, fp, q, mb, m1, 4)
                 q += 4 * V
             elif left == 3:
-                _correlate_block(src, base, rowstep, kh, L, wt, dst, fp, q, mb, m1, 3)
+                _correlate_block(src, base, rowstep, u0, u1, L, wt, dst, fp, q, mb, m1, 3)
                 q += 3 * V
             elif left == 2:
-                _correlate_block(src, base, rowstep, kh, L, wt, dst, fp, q, mb, m1, 2)
+                _correlate_block(src, base, rowstep, u0, u1, L, wt, dst, fp, q, mb, m1, 2)
                 q += 2 * V
             else:
-                _correlate_block(src, base, rowstep, kh, L, wt, dst, fp, q, mb, m1, 1)
+                _correlate_block(src, base, rowstep, u0, u1, L, wt, dst, fp, q, mb, m1, 1)
                 q += V
 
 
@@ -158,7 +165,7 @@ def pad_image(x, i, padding, xp):
 
 @kernel
 def forward_images(x, wt, bias, padding, act, alpha, want_z, z, out, counter, chunk, xp, zb, zz,
-                   xoff):  # fmt: skip
+                   xoff, xrows):  # fmt: skip
     """out[i] = act(conv(x[i]) + b) for the chunks of ``chunk`` images this thread takes from
     ``counter`` (Design A, B, D); z[i] if want_z.
 
@@ -168,7 +175,7 @@ def forward_images(x, wt, bias, padding, act, alpha, want_z, z, out, counter, ch
     """
     n, F = out.shape[0], out.shape[1]
     hw = out.shape[2] * out.shape[3]
-    kh, L, fp = wt.shape[0], wt.shape[1], wt.shape[2]
+    L, fp = wt.shape[1], wt.shape[2]
     rowstep = (x.shape[3] + 2 * padding) * x.shape[1]
     wf, zf = wt.reshape(-1), zb.reshape(-1)
     zrow, zzrow = zb.reshape((1, hw * fp)), zz.reshape((zz.shape[0] // hw, hw * fp))
@@ -180,7 +187,7 @@ def forward_images(x, wt, bias, padding, act, alpha, want_z, z, out, counter, ch
             return
         for i in range(i0, min(i0 + chunk, n)):
             pad_image(x, i, padding, xp)
-            correlate(xp, xoff, hw, rowstep, kh, L, wf, zf, fp)
+            correlate(xp, xoff, xrows, hw, rowstep, L, wf, zf, fp)
             bias_act_row(zrow, zzrow, 0, bias, act, alpha)  # the image as one row: one call
             for f in range(F):
                 for m in range(hw):
@@ -194,14 +201,15 @@ def forward_images(x, wt, bias, padding, act, alpha, want_z, z, out, counter, ch
 @kernel
 def backward_images(
     x, wb, z, a, grad, padding, act, alpha, want_dx, grad_x, counter, chunk,
-    xp, dd, dxb, dwts, dbs, rowsum, xoff, doff, dxoff, tap, kh, kw, wd,
+    xp, dd, dxb, dwts, dbs, rowsum, xoff, doff, dxoff, dxrows, tap, kw, wd,
 ):  # fmt: skip
     """Backward of the chunks of images this thread takes from ``counter`` (Design C, D):
     grad -> dL/dz; chunk k's dW sums into dwts[k] (kh*kw*C*Fp,), its db into dbs[k] (F,);
     grad_x[i] if want_dx.
 
     wb (kh, kw*Fp, Cp) flipped filters, dd (Hd*Wd*Fp,) the dilated, padded NHWC gradient
-    (``wd`` = its width), zero outside the pixels ``doff`` (Ho*Wo,) points at; dxb (H*W*Cp,);
+    (``wd`` = its width), zero outside the pixels ``doff`` (Ho*Wo,) points at; dxoff, dxrows
+    the input pixels' starts in dd and their filter rows that meet non-zeros; dxb (H*W*Cp,);
     ``rowsum`` (F*Ho*Wo,) scratch for the activation pass; tap (kh*kw*C,) tap offsets in xp.
     """
     n, C, H, W = x.shape
@@ -231,7 +239,7 @@ def backward_images(
             pad_image(x, i, padding, xp)
             weight_grad(xp, xoff, dd, doff, hw, tap, dwt, fp)
             if want_dx:
-                correlate(dd, dxoff, H * W, wd * fp, kh, kw * fp, wbf, dxb, cp)
+                correlate(dd, dxoff, dxrows, H * W, wd * fp, kw * fp, wbf, dxb, cp)
                 for c in range(C):
                     for m in range(H * W):
                         x3[i, c, m] = dxb[m * cp + c]
@@ -277,13 +285,26 @@ def unpack_weight_grad(dwts, dW):
                     dW[f, c, u, v] = total
 
 
-_GEOMETRY: dict[tuple, tuple] = {}
+class Geometry(NamedTuple):
+    """Offset tables of one layer shape (see :func:`geometry`)."""
+
+    xoff: np.ndarray  # (Ho*Wo,) each output pixel's first input element in xp
+    xrows: np.ndarray  # (Ho*Wo, 2) its filter rows [u0, u1) inside the image (not padding)
+    tap: np.ndarray  # (kh*kw*C,) each tap's offset in xp from the pixel's first element
+    doff: np.ndarray  # (Ho*Wo,) each output pixel's place in the dilated gradient dd
+    dxoff: np.ndarray  # (H*W,) each input pixel's first element in dd
+    dxrows: np.ndarray  # (H*W, 2) its flipped-filter rows that meet the non-zero rows of dd
+    hd: int  # height of dd
+    wd: int  # width of dd
 
 
-def geometry(x_shape: tuple, W_shape: tuple, stride: int, padding: int, fp: int) -> tuple:
-    """Offset tables of one layer shape (cached; read-only): xoff (Ho*Wo,) pixel starts in
-    ``xp``, tap (kh*kw*C,) tap offsets in ``xp``, doff (Ho*Wo,) pixel starts in the dilated
-    gradient ``dd`` (Hd, Wd, Fp), dxoff (H*W,) input-pixel starts in ``dd``, and (Hd, Wd)."""
+_GEOMETRY: dict[tuple, Geometry] = {}
+
+
+def geometry(x_shape: tuple, W_shape: tuple, stride: int, padding: int, fp: int) -> Geometry:
+    """The offset tables of a layer shape (cached; read-only): ``xp`` is the padded NHWC
+    image (Hp, Wp, C), ``dd`` the output gradient (Hd, Wd, Fp), dilated by the stride and
+    padded by k - 1 (Design A, B)."""
     key = (tuple(x_shape[1:]), tuple(W_shape), stride, padding, fp)
     if key not in _GEOMETRY:
         _, C, H, W = x_shape
@@ -291,15 +312,19 @@ def geometry(x_shape: tuple, W_shape: tuple, stride: int, padding: int, fp: int)
         s, p = stride, padding
         Wp = W + 2 * p
         Ho, Wo = (H + 2 * p - kh) // s + 1, (W + 2 * p - kw) // s + 1
-        Hd, Wd = s * (Ho - 1) + 1 + 2 * (kh - 1), s * (Wo - 1) + 1 + 2 * (kw - 1)
+        hd, wd = s * (Ho - 1) + 1 + 2 * (kh - 1), s * (Wo - 1) + 1 + 2 * (kw - 1)
         y, xo = np.divmod(np.arange(Ho * Wo, dtype=np.int64), Wo)
         u, lane = np.divmod(np.arange(kh * kw * C, dtype=np.int64), kw * C)
         h, w = np.divmod(np.arange(H * W, dtype=np.int64), W)
-        _GEOMETRY[key] = (
-            (s * y * Wp + s * xo) * C,
-            u * Wp * C + lane,
-            ((kh - 1 + s * y) * Wd + kw - 1 + s * xo) * fp,
-            ((h + p) * Wd + w + p) * fp,
-            (Hd, Wd),
-        )
+        top = h + p  # padded row of an input pixel; dd's non-zero rows: kh-1 + s*[0, Ho)
+        _GEOMETRY[key] = Geometry(
+            xoff=(s * y * Wp + s * xo) * C,
+            xrows=np.stack([np.maximum(0, p - s * y), np.minimum(kh, p + H - s * y)], axis=1),
+            tap=u * Wp * C + lane,
+            doff=((kh - 1 + s * y) * wd + kw - 1 + s * xo) * fp,
+            dxoff=(top * wd + w + p) * fp,
+            dxrows=np.stack([np.maximum(0, kh - 1 - top),
+                             np.minimum(kh, kh + s * (Ho - 1) - top)], axis=1),
+            hd=hd, wd=wd,
+        )  # fmt: skip
     return _GEOMETRY[key]
