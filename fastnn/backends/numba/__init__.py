@@ -11,6 +11,8 @@ trusted entry points of this package's modules, which mirror the other backends:
 - ``losses``: the five losses, value and gradient in one pass, and ``loss_by_code``;
 - ``optim``: SGD, momentum and Adam in one pass per parameter, and ``update_by_code``;
 - ``epoch``: the whole epoch in compiled code (``train_epoch_kernel``);
+- ``conv``, ``pool``: direct register-blocked convolutions (vector intrinsics of ``simd``) and
+  max pooling, the batch split over the threads of ``team`` (the CNN trains per batch);
 - ``jit``: the JIT flags (cache, fastmath, no ``parallel``) and the stamped disk cache.
 
 Importing this package without Numba installed raises ImportError, which the backend registry
@@ -26,8 +28,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the 'numba' backend needs numba (pip install fastnn[numba])") from exc
 
-from .._frontend import CONV_NAMES, bind, contract_names
-from . import dense, epoch, losses, optim, predict
+from .._frontend import bind, contract_names
+from . import conv, dense, epoch, losses, optim, pool, predict
 
 NAME = "numba"
 #: Layer kinds ``train_epoch`` runs; a model with any other layer trains through the eager loop.
@@ -35,17 +37,11 @@ FUSED_LAYERS: frozenset[str] = frozenset({"dense"})
 
 
 def _trusted_entry_points() -> SimpleNamespace:
-    """The contract's functions, each from the module of its concern (arguments trusted).
-
-    The convolution and pooling kernels are not ported to Numba yet: ``bind`` leaves them out
-    when ``impl`` lacks them, so this backend has no ``conv2d_*``/``maxpool2d_*``.
-    """
-    modules = (dense, losses, optim, epoch)
+    """The contract's functions, each from the module of its concern (arguments trusted)."""
+    modules = (dense, losses, optim, epoch, conv, pool)
     found = {}
     for name in contract_names():
         owner = [m for m in modules if callable(getattr(m, name, None))]
-        if name in CONV_NAMES and not owner:
-            continue
         if len(owner) != 1:
             raise ImportError(f"numba backend: {name!r} is defined in {len(owner)} modules")
         found[name] = getattr(owner[0], name)

@@ -1,0 +1,264 @@
+"""Explicit SIMD for the convolution kernels: vector FMAs on flat arrays, accumulators on the
+stack; and the one atomic counter the thread team shares out work with.
+
+LLVM's loop vectorizer picks the wrong loop in a register-blocked convolution: it vectorizes
+the runtime-length tap loop (gathers, one reduction per filter) and keeps the accumulators in
+memory (3-25 GFLOP/s measured on the conv2 layer of MNIST_99, against 95-110 with these
+intrinsics; benchmarks/numba_conv_options.py). So the micro-kernels of :mod:`.conv` say what
+they mean.
+
+Design:
+
+A. :func:`vfma` is one vector multiply-add ``acc[i:i+V] += a * w[j:j+V]`` of ``V = lanes(x)``
+   elements: 256 bits, 8 float32 or 4 float64 (one ymm register; Zen 4 issues two per cycle,
+   as many flops as AVX-512 there; LLVM splits or joins the vector for other targets).
+B. Accumulators live in :func:`stack_array`, an ``alloca`` of a compile-time size. Indexed only
+   at constant offsets (loops of constant trip count, which LLVM unrolls), it is promoted to
+   registers: a block of pixels x filters stays in registers over the whole tap loop.
+C. No vector type reaches Numba's type system: the intrinsics load and store through the
+   array's data pointer, so kernels stay ordinary Numba code over flat C-contiguous 1-D arrays.
+   Indices are trusted (no bounds checks), like every kernel behind the checked front end;
+   :func:`load` reads a scalar without the wrap-around test of negative indices that Numba
+   adds to every signed index (three instructions per load in the inner loops).
+D. A register block needs its size as a constant: :func:`specialized` compiles one function
+   per value of its last argument (4, 3, 2 or 1 vectors of filters). Left to LLVM's inliner
+   (a constant argument of an ordinary call), a large caller kept the runtime count and the
+   accumulators went back to memory: the same block ran 2-3x slower inside the conv kernel
+   than in a small benchmark loop.
+E. :func:`fetch_add` is an atomic add on a shared int64 counter: the threads of a call take
+   the next chunk of images from it (dynamic scheduling, see :mod:`.conv`).
+F. Under ``NUMBA_DISABLE_JIT=1`` the same names are plain Python (NumPy slices), so the kernels
+   stay valid Python, as the rest of the package.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+from numba.np.arrayobj import make_array, populate_array
+
+from .jit import JIT_OPTIONS
+
+VECTOR_BYTES = 32
+
+
+def _width(dtype: types.Type) -> int:
+    return VECTOR_BYTES // (dtype.bitwidth // 8)
+
+
+def _vector_pointer(context, builder, arrty, arr, index):  # noqa: ANN001, ANN202
+    data = make_array(arrty)(context, builder, arr).data
+    vty = ir.VectorType(context.get_value_type(arrty.dtype), _width(arrty.dtype))
+    return builder.bitcast(builder.gep(data, [index]), vty.as_pointer()), vty
+
+
+@intrinsic
+def _lanes(typingctx, arr):  # noqa: ANN001, ANN202
+    sig = types.intp(arr)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        return context.get_constant(types.intp, _width(sig.args[0].dtype))
+
+    return sig, codegen
+
+
+@intrinsic
+def _stack_array(typingctx, size, like):  # noqa: ANN001, ANN202
+    if not isinstance(size, types.IntegerLiteral):
+        return None  # Numba retries with the literal value
+    count = size.literal_value
+    arrty = types.Array(like.dtype, 1, "C")
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        elt = context.get_value_type(like.dtype)
+        data = cgutils.alloca_once(builder, elt, size=count)  # in the entry block
+        itemsize = context.get_abi_sizeof(elt)
+        ary = make_array(arrty)(context, builder)
+        intp = context.get_value_type(types.intp)
+        populate_array(ary, data=data, shape=[intp(count)], strides=[intp(itemsize)],
+                       itemsize=intp(itemsize), meminfo=None)  # fmt: skip
+        return ary._getvalue()
+
+    return arrty(size, like), codegen
+
+
+@intrinsic
+def _vfma(typingctx, acc, ai, w, wi, a):  # noqa: ANN001, ANN202
+    sig = types.void(acc, ai, w, wi, a)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        pacc, vty = _vector_pointer(context, builder, sig.args[0], args[0], args[1])
+        pw, _ = _vector_pointer(context, builder, sig.args[2], args[2], args[3])
+        scalar = context.cast(builder, args[4], sig.args[4], sig.args[0].dtype)
+        one = builder.insert_element(ir.Constant(vty, ir.Undefined), scalar, ir.IntType(32)(0))
+        zeros = ir.Constant(ir.VectorType(ir.IntType(32), vty.count), [0] * vty.count)
+        splat = builder.shuffle_vector(one, ir.Constant(vty, ir.Undefined), zeros)
+        suffix = "f32" if sig.args[0].dtype.bitwidth == 32 else "f64"
+        fnty = ir.FunctionType(vty, [vty, vty, vty])
+        fma = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.fma.v{vty.count}{suffix}")
+        align = sig.args[0].dtype.bitwidth // 8
+        total = builder.call(fma, [splat, builder.load(pw, align=align),
+                                   builder.load(pacc, align=align)])  # fmt: skip
+        builder.store(total, pacc, align=align)
+
+    return sig, codegen
+
+
+@intrinsic
+def _vfmav(typingctx, acc, ai, a, aj, b, bj):  # noqa: ANN001, ANN202
+    sig = types.void(acc, ai, a, aj, b, bj)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        pacc, vty = _vector_pointer(context, builder, sig.args[0], args[0], args[1])
+        pa, _ = _vector_pointer(context, builder, sig.args[2], args[2], args[3])
+        pb, _ = _vector_pointer(context, builder, sig.args[4], args[4], args[5])
+        suffix = "f32" if sig.args[0].dtype.bitwidth == 32 else "f64"
+        fnty = ir.FunctionType(vty, [vty, vty, vty])
+        fma = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.fma.v{vty.count}{suffix}")
+        align = sig.args[0].dtype.bitwidth // 8
+        loads = [builder.load(p, align=align) for p in (pa, pb, pacc)]
+        builder.store(builder.call(fma, loads), pacc, align=align)
+
+    return sig, codegen
+
+
+@intrinsic
+def _vcopy(typingctx, dst, di, src, si):  # noqa: ANN001, ANN202
+    sig = types.void(dst, di, src, si)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        pdst, _ = _vector_pointer(context, builder, sig.args[0], args[0], args[1])
+        psrc, _ = _vector_pointer(context, builder, sig.args[2], args[2], args[3])
+        align = sig.args[0].dtype.bitwidth // 8
+        builder.store(builder.load(psrc, align=align), pdst, align=align)
+
+    return sig, codegen
+
+
+@intrinsic
+def _vadd(typingctx, dst, di, src, si):  # noqa: ANN001, ANN202
+    sig = types.void(dst, di, src, si)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        pdst, _ = _vector_pointer(context, builder, sig.args[0], args[0], args[1])
+        psrc, _ = _vector_pointer(context, builder, sig.args[2], args[2], args[3])
+        align = sig.args[0].dtype.bitwidth // 8
+        total = builder.fadd(builder.load(pdst, align=align), builder.load(psrc, align=align))
+        builder.store(total, pdst, align=align)
+
+    return sig, codegen
+
+
+@intrinsic
+def _load(typingctx, arr, i):  # noqa: ANN001, ANN202
+    sig = arr.dtype(arr, i)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        data = make_array(sig.args[0])(context, builder, args[0]).data
+        return builder.load(builder.gep(data, [args[1]]))
+
+    return sig, codegen
+
+
+@intrinsic
+def _fetch_add(typingctx, counter, value):  # noqa: ANN001, ANN202
+    sig = types.int64(counter, value)
+
+    def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        data = make_array(sig.args[0])(context, builder, args[0]).data
+        step = context.cast(builder, args[1], sig.args[1], types.int64)
+        return builder.atomic_rmw("add", data, step, "seq_cst")
+
+    return sig, codegen
+
+
+_counter_lock = threading.Lock()
+
+
+def _py_fetch_add(counter: np.ndarray, value: int) -> int:
+    with _counter_lock:
+        old = int(counter[0])
+        counter[0] = old + value
+    return old
+
+
+def specialized(template: Callable[[int], Callable]) -> Callable:
+    """A function whose last argument is a compile-time constant (Design D).
+
+    ``template(k)`` returns the implementation for the constant ``k``. In compiled code the
+    result is an overload that asks Numba for the literal value of the last argument, so each
+    constant compiles its own function with constant loop bounds whether or not LLVM inlines
+    it; in plain Python it calls ``template(k)`` directly.
+    """
+
+    def function(*args):  # noqa: ANN002, ANN202
+        return template(args[-1])(*args)
+
+    function.__name__ = function.__qualname__ = template.__name__.removesuffix("_for")
+    function.__doc__ = template.__doc__
+    impl = template(1)  # its signature, for the overload
+
+    def typer(*args):  # noqa: ANN002, ANN202
+        if not isinstance(args[-1], types.IntegerLiteral):
+            return None  # Numba retries with the literal
+        return template(args[-1].literal_value)
+
+    typer.__signature__ = inspect.signature(impl)
+    overload(function, jit_options=dict(JIT_OPTIONS))(typer)
+    return function
+
+
+def _py_vadd(dst: np.ndarray, di: int, src: np.ndarray, si: int) -> None:
+    v = _py_lanes(dst)
+    dst[di : di + v] += src[si : si + v]
+
+
+def _py_load(arr: np.ndarray, i: int) -> float:
+    return arr[i]
+
+
+def _py_lanes(arr: np.ndarray) -> int:
+    return VECTOR_BYTES // arr.itemsize
+
+
+def _py_stack_array(size: int, like: np.ndarray) -> np.ndarray:
+    return np.zeros(size, like.dtype)
+
+
+def _py_vfma(acc: np.ndarray, ai: int, w: np.ndarray, wi: int, a: float) -> None:
+    v = _py_lanes(acc)
+    acc[ai : ai + v] += a * w[wi : wi + v]
+
+
+def _py_vfmav(acc: np.ndarray, ai: int, a: np.ndarray, aj: int, b: np.ndarray, bj: int) -> None:
+    v = _py_lanes(acc)
+    acc[ai : ai + v] += a[aj : aj + v] * b[bj : bj + v]
+
+
+def _py_vcopy(dst: np.ndarray, di: int, src: np.ndarray, si: int) -> None:
+    v = _py_lanes(dst)
+    dst[di : di + v] = src[si : si + v]
+
+
+if numba.config.DISABLE_JIT:  # Design F
+    lanes, stack_array, load, fetch_add = _py_lanes, _py_stack_array, _py_load, _py_fetch_add
+    vfma, vfmav, vcopy, vadd = _py_vfma, _py_vfmav, _py_vcopy, _py_vadd
+else:
+    lanes, stack_array, load, fetch_add = _lanes, _stack_array, _load, _fetch_add
+    vfma, vfmav, vcopy, vadd = _vfma, _vfmav, _vcopy, _vadd
+lanes.__doc__ = "Elements per vector for the dtype of ``arr`` (a compile-time constant)."
+stack_array.__doc__ = "A 1-D stack array of ``size`` (a literal int) elements of ``like``'s dtype."
+vfma.__doc__ = "``acc[ai:ai+V] += a * w[wi:wi+V]``: one fused vector multiply-add (flat arrays)."
+fetch_add.__doc__ = "Atomically add ``value`` to ``counter[0]`` (int64); return the old value."
+load.__doc__ = "``arr[i]`` of a flat array, without Numba's negative-index wrap-around test."
+vfmav.__doc__ = "``acc[ai:ai+V] += a[aj:aj+V] * b[bj:bj+V]``: a vector-vector multiply-add."
+vadd.__doc__ = "``dst[di:di+V] += src[si:si+V]``: one vector add (flat arrays)."
+vcopy.__doc__ = "``dst[di:di+V] = src[si:si+V]``: one vector load and store (flat arrays)."

@@ -1,0 +1,108 @@
+"""A small team of Python threads for the convolution kernels (which release the GIL).
+
+Design:
+
+A. Each thread owns a slice of the output (a range of images, or its own partial weight
+   gradient, summed by the caller afterwards): no atomics, no shared accumulation.
+B. Waiting is passive: workers block on a queue (a futex), never spin, so they leave the cores
+   to BLAS (which runs only between conv kernels, while the team sleeps). This is the OpenMP
+   spin pitfall of DESIGN.md avoided by construction, without any process-wide setting.
+C. The team serves one call at a time. A second thread calling meanwhile (two fits in
+   parallel) runs its parts itself, one after the other: same results, no waiting on the other.
+D. Work is shared out dynamically (:func:`run_chunked`): the threads take chunks of CHUNK
+   images from one atomic counter until none is left, so a thread that the OS descheduled
+   (a busy machine) leaves its chunks to the others instead of making everyone wait. Whatever
+   a chunk accumulates (weight gradients) goes to that chunk's own buffer, summed in chunk
+   order afterwards: the result does not depend on which thread ran which chunk, nor on the
+   number of threads.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .dense import blas_threads
+
+CHUNK = 8  # images a thread takes at a time (Design D)
+
+
+class _Worker:
+    """One daemon thread running submitted calls in order."""
+
+    def __init__(self) -> None:
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        thread = threading.Thread(target=self._loop, name="fastnn-numba-team", daemon=True)
+        thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            func, args = self._tasks.get()
+            try:
+                func(*args)
+            except BaseException as exc:  # handed to the caller
+                self._done.put(exc)
+            else:
+                self._done.put(None)
+
+    def submit(self, func: Callable, args: Sequence[Any]) -> None:
+        self._tasks.put((func, args))
+
+    def wait(self) -> BaseException | None:
+        return self._done.get()
+
+
+class Team:
+    """Runs ``func(*parts[0])`` in the calling thread and the other parts in worker threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._workers: list[_Worker] = []
+
+    def run(self, func: Callable, parts: Sequence[Sequence[Any]]) -> None:
+        """Call ``func`` once per argument tuple of ``parts``, concurrently; return when all
+        are done (re-raising the first exception)."""
+        if len(parts) <= 1 or not self._lock.acquire(blocking=False):  # Design C
+            for args in parts:
+                func(*args)
+            return
+        try:
+            while len(self._workers) < len(parts) - 1:
+                self._workers.append(_Worker())
+            helpers = self._workers[: len(parts) - 1]
+            for worker, args in zip(helpers, parts[1:], strict=True):
+                worker.submit(func, args)
+            error: BaseException | None = None
+            try:
+                func(*parts[0])
+            except BaseException as exc:
+                error = exc
+            for worker in helpers:  # always collect every worker before the buffers are reused
+                failed = worker.wait()
+                error = error or failed
+        finally:
+            self._lock.release()
+        if error is not None:
+            raise error
+
+
+#: The process-wide team of the numba backend (its size is chosen per call).
+TEAM = Team()
+
+
+def chunks(n: int) -> int:
+    """Chunks of CHUNK images in a batch of ``n``."""
+    return -(-n // CHUNK)
+
+
+def run_chunked(func: Callable, n: int, args_of: Callable[[int, np.ndarray], tuple]) -> None:
+    """Run ``func(*args_of(k, counter))`` in thread k of the team, for as many threads as the
+    backend uses (at most one per chunk); they share ``counter`` (Design D)."""
+    counter = np.zeros(1, np.int64)
+    threads = max(1, min(blas_threads(), chunks(n)))
+    TEAM.run(func, [args_of(k, counter) for k in range(threads)])
