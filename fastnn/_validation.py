@@ -68,6 +68,10 @@ def check_X(
     return converted
 
 
+#: Up to this many values an input of the model dtype is checked in one isfinite pass.
+SMALL_CHECK = 1 << 16
+
+
 def check_X_in_place(
     X: object,
     shape: int | tuple[int, ...] | None,
@@ -85,6 +89,12 @@ def check_X_in_place(
     if not isinstance(X, np.ndarray):
         X = _as_real_array(X, dtype, name)
     arr = _checked_array(X, shape, name)
+    if scale is None and arr.dtype == dtype and arr.size <= SMALL_CHECK:
+        # The served-model case (a few rows of the model dtype): one isfinite pass over a small
+        # temporary is cheaper than two reductions, and nothing of this dtype can overflow it.
+        if not np.isfinite(arr).all():
+            _raise_not_finite_chunked(arr, name, arr.shape[0] or 1)
+        return arr
     limit = float(np.finfo(dtype).max)
     factor = 1.0 if scale is None else abs(float(scale))
     if _largest_of_type(arr.dtype) * factor < limit:
