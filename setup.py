@@ -14,12 +14,18 @@ Two builds of the same kernels, both portable:
 
 ``FASTNN_NATIVE=1`` adds ``-march=native`` to both, for a build that only has to run on the
 machine that compiles it.
+
+The integer codes the kernels use are never written by hand: ``codes.pxd`` is generated here,
+before Cython runs, from ``fastnn/_codes.py`` (the one code table) through the Tempita template
+``codes.pxd.tp``, the way scikit-learn generates its ``.pxd.tp`` files. The table is loaded from
+its path, so the build imports nothing of fastnn (nothing needs to be installed).
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import runpy
 import sys
 import tempfile
 import textwrap
@@ -27,7 +33,9 @@ import textwrap
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE_DIR = os.path.join("fastnn", "backends", "cython")
+CODE_TABLE = os.path.join(HERE, "fastnn", "_codes.py")
 DIRECTIVES = {
     "language_level": 3,
     "boundscheck": False,
@@ -53,15 +61,44 @@ def _is_x86_64() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64")
 
 
+def generate_codes(tempita) -> str:
+    """Write ``codes.pxd`` from ``fastnn/_codes.py``; return its path.
+
+    The file is rewritten only when its text changes, so an unchanged table rebuilds nothing.
+    """
+    table = runpy.run_path(CODE_TABLE)
+    constants = list(table["int_constants"]().items())  # the order of the table
+    needs_z = sorted(int(code) for code in table["NEEDS_PREACTIVATION"])
+    template_path = os.path.join(HERE, PACKAGE_DIR, "codes.pxd.tp")
+    with open(template_path, encoding="utf-8") as f:
+        template = tempita.Template(f.read(), name=template_path)
+    text = template.substitute(constants=constants, needs_z=needs_z)
+    target = os.path.join(HERE, PACKAGE_DIR, "codes.pxd")
+    old = None
+    if os.path.exists(target):
+        with open(target, encoding="utf-8") as f:
+            old = f.read()
+    if old != text:
+        with open(target, "w", encoding="utf-8") as f:
+            f.write(text)
+    return target
+
+
 def _extensions() -> list[Extension]:
     if _flag("FASTNN_NO_EXTENSIONS"):
         print("fastnn: FASTNN_NO_EXTENSIONS is set, skipping the Cython backend.", file=sys.stderr)
         return []
     try:
         import numpy
+        from Cython import Tempita
         from Cython.Build import cythonize
     except ImportError as exc:
         _warn(f"cannot build the extension ({exc})")
+        return []
+    try:
+        generate_codes(Tempita)
+    except Exception as exc:  # a broken table or template: no extension, never stale codes
+        _warn(f"cannot generate the code declarations from fastnn/_codes.py ({exc})")
         return []
     names = ["_kernels"] + (["_kernels_v3"] if _is_x86_64() else [])
     extensions = [

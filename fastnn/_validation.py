@@ -7,6 +7,8 @@ import math
 import numpy as np
 
 DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+#: Largest slice of X one finiteness check reads at once (bounded memory for any X).
+CHECK_BYTES = 8 << 20
 
 
 def check_dtype(dtype: object) -> np.dtype:
@@ -20,19 +22,12 @@ def check_dtype(dtype: object) -> np.dtype:
     return dt
 
 
-def check_X(
-    X: object, shape: int | tuple[int, ...] | None, dtype: np.dtype, name: str = "X"
-) -> np.ndarray:
-    """Return ``X`` as a finite, C-contiguous array of ``dtype`` (one copy at most).
-
-    ``shape`` is the shape of one sample: an int (features of a 2-D input), a tuple such as
-    ``(784,)`` or ``(1, 28, 28)``, or None for any 2-D input. Integers, float16 and
-    non-contiguous arrays are converted; strings, objects, complex numbers, NaN and inf are
-    rejected.
-    """
+def _checked_array(X: object, shape: int | tuple[int, ...] | None, name: str) -> np.ndarray:
+    """``X`` as an array of real numbers of the right shape, converted only if it was not an
+    array already (an ndarray, a memmap or a view stays the caller's memory)."""
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
-    arr = np.asarray(X)
+    arr = X if isinstance(X, np.ndarray) else np.asarray(X)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if shape is None or len(shape) == 1:
@@ -51,11 +46,125 @@ def check_X(
         raise ValueError(
             f"{name} has samples of shape {arr.shape[1:]}, the model expects {tuple(shape)}"
         )
+    return arr
+
+
+def check_X(
+    X: object, shape: int | tuple[int, ...] | None, dtype: np.dtype, name: str = "X"
+) -> np.ndarray:
+    """Return ``X`` as a finite, C-contiguous array of ``dtype`` (one copy at most).
+
+    ``shape`` is the shape of one sample: an int (features of a 2-D input), a tuple such as
+    ``(784,)`` or ``(1, 28, 28)``, or None for any 2-D input. Integers, float16 and
+    non-contiguous arrays are converted; strings, objects, complex numbers, NaN and inf are
+    rejected. (``fit``, ``predict`` and ``evaluate`` use :func:`check_X_in_place`, which
+    converts nothing.)
+    """
+    arr = _checked_array(X, shape, name)
     with np.errstate(over="ignore"):  # a value beyond float32's range is reported below
         converted = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(converted).all():
         _raise_not_finite(arr, converted, name)
     return converted
+
+
+def check_X_in_place(
+    X: object,
+    shape: int | tuple[int, ...] | None,
+    dtype: np.dtype,
+    name: str = "X",
+    scale: float | None = None,
+) -> np.ndarray:
+    """Check ``X`` as :func:`check_X` does, without converting it.
+
+    Returns the caller's array itself (an ``ndarray``, a view or a ``numpy.memmap``; anything
+    else, such as a list, becomes an array of ``dtype``). The values are checked as they will
+    be fed to the model, ``dtype(X * scale)``, in chunks of at most ``CHECK_BYTES`` of ``X``:
+    the check needs bounded memory however large ``X`` is (a memmap is read once, not held).
+    """
+    if not isinstance(X, np.ndarray):
+        X = _as_real_array(X, dtype, name)
+    arr = _checked_array(X, shape, name)
+    limit = float(np.finfo(dtype).max)
+    factor = 1.0 if scale is None else abs(float(scale))
+    if _largest_of_type(arr.dtype) * factor < limit:
+        return arr  # no value of this (integer) type can overflow: nothing to read
+    step = max(1, CHECK_BYTES // max(1, arr[:1].nbytes))
+    for start in range(0, arr.shape[0], step):
+        block = arr[start : start + step]
+        # min and max propagate NaN and see inf: two passes that allocate nothing.
+        lo, hi = float(np.min(block)), float(np.max(block))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            _raise_not_finite_chunked(arr, name, step)
+        if max(abs(lo), abs(hi)) * factor > limit:
+            _raise_if_overflows(arr, dtype, scale, name, step)
+    return arr
+
+
+def _largest_of_type(dt: np.dtype) -> float:
+    """The largest magnitude a value of an integer or bool dtype can have (inf for floats)."""
+    if dt.kind == "b":
+        return 1.0
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        return float(max(-int(info.min), int(info.max)))
+    return math.inf
+
+
+def _as_real_array(X: object, dtype: np.dtype, name: str) -> np.ndarray:
+    """A list or other array-like as an array of ``dtype`` (strings and objects refused)."""
+    arr = np.asarray(X)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr if arr.dtype.kind == "b" else arr.astype(dtype)
+
+
+def _scaled(block: np.ndarray, dtype: np.dtype, scale: float | None) -> np.ndarray:
+    """``block`` as the model sees it: cast to ``dtype`` and times ``scale`` (in float64)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if scale is None:
+            return block.astype(dtype)
+        return np.multiply(block, float(scale), dtype=np.float64).astype(dtype)
+
+
+def _raise_not_finite_chunked(arr: np.ndarray, name: str, step: int) -> None:
+    """Count the NaN/inf of ``X`` chunk by chunk (the failure path) and raise."""
+    bad = sum(
+        int(np.count_nonzero(~np.isfinite(arr[s : s + step]))) for s in range(0, arr.shape[0], step)
+    )
+    raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+
+
+def _raise_if_overflows(
+    arr: np.ndarray, dtype: np.dtype, scale: float | None, name: str, step: int
+) -> None:
+    """Raise when a finite value of ``X`` (times ``scale``) is beyond ``dtype``'s range.
+
+    Only runs when the range of a chunk came close to the limit, so it may find nothing
+    (a value that rounds to the largest finite number is fine).
+    """
+    bad, largest = 0, 0.0
+    for s in range(0, arr.shape[0], step):
+        block = arr[s : s + step]
+        over = ~np.isfinite(_scaled(block, dtype, scale))
+        if over.any():
+            bad += int(np.count_nonzero(over))
+            largest = max(largest, float(np.max(np.abs(block[over].astype(np.float64)))))
+    if bad:
+        limit = float(np.finfo(dtype).max)
+        scaled = "" if scale is None else f" times input_scale {float(scale):g}"
+        raise ValueError(
+            f"{name} contains {bad} value(s) out of {np.dtype(dtype)} range{scaled} "
+            f"(largest magnitude {largest:.3g}, {np.dtype(dtype)} holds up to {limit:.3g}); "
+            "rescale the data or use dtype='float64'"
+        )
+
+
+def check_input_scale(scale: object) -> float | None:
+    """``None`` or a finite number > 0: the factor applied to every input batch."""
+    if scale is None:
+        return None
+    return check_positive("input_scale", scale)
 
 
 def _raise_not_finite(arr: np.ndarray, converted: np.ndarray, name: str) -> None:
@@ -104,7 +213,6 @@ def check_choice(kind: str, name: object, valid: dict) -> str:
     if not isinstance(name, str) or name.lower() not in valid:
         raise ValueError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(valid))}")
     return name.lower()
-
 
 
 def check_seed(name: str, seed: object) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -11,7 +11,8 @@ import numpy as np
 
 from . import _codes as C
 from . import io
-from ._validation import check_dtype, check_seed, check_X
+from ._feed import cast_into, is_direct
+from ._validation import check_dtype, check_input_scale, check_seed, check_X, check_X_in_place
 from .backends import resolve_backend
 from .backends.workspace import make_slots
 from .history import History
@@ -160,6 +161,10 @@ class Sequential:
     def __repr__(self) -> str:
         return f"Sequential({self.layers!r})"
 
+    def __getstate__(self) -> dict:
+        # Prediction plans hold compiled-kernel closures and buffers: rebuilt on demand.
+        return {k: v for k, v in self.__dict__.items() if k != "_plans"}
+
     # -- the teaching path: explicit forward and backward ------------------------------------
     def forward(self, X: np.ndarray) -> np.ndarray:
         """Run every layer on ``X`` (n, *input_shape); returns (n, *output_shape).
@@ -189,25 +194,93 @@ class Sequential:
             return C.ACTIVATION_CODES[self.loss.fused_activations[0]]
         return self.layers[-1].act_code
 
-    def _forward_all(self, X: np.ndarray, last_act: int, backend: str | None = None) -> np.ndarray:
+    def _forward_all(
+        self,
+        X: np.ndarray,
+        last_act: int,
+        backend: str | None = None,
+        input_scale: float | None = None,
+    ) -> np.ndarray:
         self._require_built(X)
         B = resolve_backend(backend or self.backend)
-        return self._forward_checked(B, check_X(X, self.input_shape, self.dtype), last_act)
+        scale = check_input_scale(input_scale)
+        X = check_X_in_place(X, self.input_shape, self.dtype, scale=scale)
+        return self._forward_checked(B, X, last_act, scale=scale)
 
-    def _forward_checked(self, B: ModuleType, X: np.ndarray, last_act: int) -> np.ndarray:
-        """Outputs (n, n_outputs) for inputs already checked and converted, on backend ``B``."""
-        n = X.shape[0]
-        out = np.empty((n, self.n_outputs), dtype=self.dtype)
-        acts = [layer.act_code for layer in self.layers[:-1]] + [last_act]
-        slots = make_slots(self.layers, acts, min(n, PREDICT_CHUNK), self.dtype, training=False)
-        for start in range(0, n, PREDICT_CHUNK):
-            x = X[start : start + PREDICT_CHUNK]
-            m = x.shape[0]
-            for layer, slot in zip(self.layers, slots, strict=True):
-                layer.forward_into(B, x, slot, m)
-                x = slot.output[:m]
-            out[start : start + m] = x.reshape(m, -1)
+    def _forward_checked(
+        self, B: ModuleType, X: np.ndarray, last_act: int, scale: float | None = None
+    ) -> np.ndarray:
+        """Outputs (n, n_outputs) for checked inputs of any dtype, on backend ``B``."""
+        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        for rows, outputs in self._forward_chunks(B, X, last_act, scale=scale):
+            out[rows] = outputs
         return out
+
+    def _forward_chunks(
+        self,
+        B: ModuleType,
+        X: np.ndarray,
+        last_act: int,
+        rows: np.ndarray | None = None,
+        scale: float | None = None,
+        buffer: np.ndarray | None = None,
+    ) -> Iterator[tuple[slice | np.ndarray, np.ndarray]]:
+        """``(rows, outputs)`` chunk by chunk: the outputs (m, n_outputs) of ``X[rows]``.
+
+        ``X`` is checked but may have any real dtype and layout: each chunk of it (of
+        ``rows``, when given, else of every row; at most ``PREDICT_CHUNK`` rows) is cast into
+        ``buffer`` (a fresh one by default) unless ``X`` is C-contiguous in the model dtype
+        with no ``scale``. The outputs are valid until the next chunk.
+        """
+        n = X.shape[0] if rows is None else rows.shape[0]
+        direct = rows is None and is_direct(X, self.dtype, scale)
+        if not direct and buffer is None:
+            buffer = np.empty((min(n, PREDICT_CHUNK), *X.shape[1:]), dtype=self.dtype)
+        chunk = PREDICT_CHUNK if buffer is None else min(PREDICT_CHUNK, buffer.shape[0])
+        run = self._predict_plan(B, min(n, chunk), last_act)
+        for start in range(0, n, chunk):
+            m = min(chunk, n - start)
+            sel = slice(start, start + m) if rows is None else rows[start : start + m]
+            if direct:
+                x = X[sel]
+            else:
+                cast_into(X, sel, buffer[:m], scale)
+                x = buffer[:m]
+            yield sel, run(x).reshape(m, -1)
+
+    def _predict_plan(self, B: ModuleType, rows: int, last_act: int):  # noqa: ANN202
+        """A forward pass for up to ``rows`` samples, kept between calls (a served model
+        predicts one sample at a time: buffers are allocated once, not per call).
+
+        A backend with ``prepare_predict_dense`` runs a stack of dense layers in one compiled
+        call; otherwise the layers run one by one on their kernels. A plan is rebuilt when a
+        parameter array was replaced (``layer.W = ...``), never reused stale.
+        """
+        key = (B.NAME, rows, last_act)
+        cached = self.__dict__.setdefault("_plans", {}).get(key)
+        if cached is not None and all(getattr(la, n) is a for la, n, a in cached[0]):
+            return cached[1]
+        refs = [(la, n, getattr(la, n)) for la in self.layers for n in la.param_names]
+        acts = [layer.act_code for layer in self.layers[:-1]] + [last_act]
+        if hasattr(B, "prepare_predict_dense") and all(la.kind == "dense" for la in self.layers):
+            run = B.prepare_predict_dense(
+                [la.W for la in self.layers], [la.b for la in self.layers], acts,
+                [la.act_alpha for la in self.layers], rows,
+            )  # fmt: skip
+        else:
+            slots = make_slots(self.layers, acts, rows, self.dtype, training=False)
+
+            def run(x: np.ndarray) -> np.ndarray:
+                m = x.shape[0]
+                for layer, slot in zip(self.layers, slots, strict=True):
+                    layer.forward_into(B, x, slot, m)
+                    x = slot.output[:m]
+                return x
+
+        if len(self._plans) > 8:  # a few batch sizes and output kinds, not an unbounded cache
+            self._plans.clear()
+        self._plans[key] = (refs, run)
+        return run
 
     def _loss_input_act(self, loss: Loss | None) -> int:
         """Last layer's activation as ``loss`` sees it: identity where the loss fuses it."""
@@ -216,29 +289,47 @@ class Sequential:
         return self.layers[-1].act_code
 
     def _loss_outputs(
-        self, X: np.ndarray, loss: Loss | None, backend: str | None = None
+        self,
+        X: np.ndarray,
+        loss: Loss | None,
+        backend: str | None = None,
+        input_scale: float | None = None,
     ) -> np.ndarray:
         """The outputs ``loss`` works on (logits where it fuses softmax/sigmoid), (n, n_outputs)."""
-        return self._forward_all(X, self._loss_input_act(loss), backend)
+        return self._forward_all(X, self._loss_input_act(loss), backend, input_scale)
 
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Raw outputs of the last layer before any fused softmax/sigmoid, (n, n_outputs)."""
-        return self._loss_outputs(X, self.loss)
+    def decision_function(self, X: np.ndarray, input_scale: float | None = None) -> np.ndarray:
+        """Raw outputs of the last layer before any fused softmax/sigmoid, (n, n_outputs).
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Outputs after the output activation (softmax/sigmoid probabilities), (n, n_outputs)."""
-        return self._forward_all(X, self._output_activation())
+        ``X`` (n, *input_shape) and ``input_scale`` as for :meth:`predict_proba`.
+        """
+        return self._loss_outputs(X, self.loss, input_scale=input_scale)
+
+    def predict_proba(self, X: np.ndarray, input_scale: float | None = None) -> np.ndarray:
+        """Outputs after the output activation (softmax/sigmoid probabilities), (n, n_outputs).
+
+        Parameters
+        ----------
+        X : ndarray, shape (n, *input_shape)
+            Any real dtype (uint8 images, float64, ...) and layout, or a ``numpy.memmap``:
+            it is cast to the model dtype chunk by chunk, never copied whole.
+        input_scale : float, optional
+            Multiply the inputs by this factor as they are cast, e.g. ``1/255`` for uint8
+            pixels. Not stored in the model or its file: pass what ``fit`` was given.
+        """
+        return self._forward_all(X, self._output_activation(), input_scale=input_scale)
 
     def is_classifier(self) -> bool:
         return self.loss is None or self.loss.name != "mse" or getattr(self, "_mse_labels", False)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray, input_scale: float | None = None) -> np.ndarray:
         """Class labels (n,) for a classifier; the outputs (n, n_outputs) for regression.
 
         A classifier with one output (binary cross-entropy) predicts 1 where the probability
-        is >= 0.5; with several outputs it predicts the arg-max.
+        is >= 0.5; with several outputs it predicts the arg-max. ``X`` (n, *input_shape) and
+        ``input_scale`` as for :meth:`predict_proba`.
         """
-        outputs = self.predict_proba(X)
+        outputs = self.predict_proba(X, input_scale)
         if not self.is_classifier():
             return outputs
         return labels_of(outputs)
@@ -247,15 +338,24 @@ class Sequential:
         """Accuracy of ``outputs`` as ``loss`` sees them (logits where it fuses an activation)."""
         return accuracy(outputs, targets, fused_sigmoid=bool(loss.fused_activations))
 
-    def evaluate(self, X: np.ndarray, y: object, loss: str | Loss | None = None) -> dict:
+    def evaluate(
+        self,
+        X: np.ndarray,
+        y: object,
+        loss: str | Loss | None = None,
+        input_scale: float | None = None,
+    ) -> dict:
         """Loss and (for classifiers) accuracy on ``(X, y)``.
 
         Parameters
         ----------
         X : ndarray, shape (n, *input_shape)
+            Any real dtype and layout, cast chunk by chunk (see :meth:`predict_proba`).
         y : array-like, labels (n,) or targets (n, n_outputs)
         loss : str or Loss, optional
             Defaults to the loss of the last ``fit`` (cross-entropy before any fit).
+        input_scale : float, optional
+            Factor applied to the inputs as they are cast (as given to ``fit``).
 
         Returns
         -------
@@ -263,13 +363,14 @@ class Sequential:
         """
         loss_obj = get_loss(loss if loss is not None else (self.loss or "cross_entropy"))
         self._require_built(X)
-        X = check_X(X, self.input_shape, self.dtype)
+        scale = check_input_scale(input_scale)
+        X = check_X_in_place(X, self.input_shape, self.dtype, scale=scale)
         y_arr = np.asarray(y)
         if len(y_arr) != len(X):
             raise ValueError(f"X has {len(X)} samples but y has {len(y_arr)}")
         targets = loss_obj.prepare_targets(y_arr, self.n_outputs, self.dtype)
-        outputs = self._loss_outputs(X, loss_obj)
         B = resolve_backend(self.backend)
+        outputs = self._forward_checked(B, X, self._loss_input_act(loss_obj), scale=scale)
         kernel = getattr(B, C.LOSS_KERNEL_NAMES[loss_obj.code(targets)])
         result = {"loss": float(kernel(outputs, targets, np.empty_like(outputs)))}
         if loss_obj.name != "mse" or y_arr.ndim == 1:
@@ -311,9 +412,12 @@ class Sequential:
         anything is decompressed); raise it for a larger model. See :func:`fastnn.io.read`.
         """
         saved = io.read(path, max_bytes=max_bytes)
-        model = cls(saved.layers, seed=saved.seed, dtype=saved.dtype,
-                    input_shape=saved.input_shape)  # fmt: skip
-        saved.restore_into(model)
+        try:
+            model = cls(saved.layers, seed=saved.seed, dtype=saved.dtype,
+                        input_shape=saved.input_shape)  # fmt: skip
+            saved.restore_into(model)
+        except ValueError as exc:  # layers that cannot take the stored shapes or weights
+            raise io.ModelFileError(f"{path}: the layers do not fit their weights: {exc}") from exc
         return model
 
 

@@ -1,11 +1,16 @@
 """Tested training configurations.
 
-``MNIST_99`` is the convolutional network that passes 99.0% MNIST test accuracy in one epoch
+``MNIST_99`` is the convolutional network that passes 99.0% MNIST test accuracy
 (``examples/mnist_cnn.py``, ``fastnn train --model cnn``, the benchmark's CNN rows): conv 1->24
 k5, max-pool 2, ReLU, conv 24->32 k3, max-pool 2, ReLU, flatten (800), dense 800->256 ReLU,
-dense 256->10; Adam lr 0.01 with betas (0.7, 0.9) under OneCycle, batch 256, one epoch, on
-inputs standardised by MNIST's mean and standard deviation. (ReLU before or after max pooling
-gives the same numbers: max and ReLU commute; the layers apply it in the convolution.)
+dense 256->10; Adam lr 0.01 with betas (0.7, 0.9) under OneCycle, batch 256, on inputs
+standardised by MNIST's mean and standard deviation. (ReLU before or after max pooling gives
+the same numbers: max and ReLU commute; the layers apply it in the convolution.)
+
+Two epochs, not the one of the issue's PyTorch anchor: one epoch of this recipe ended at
+98.93-99.03% test accuracy here (seeds 0 and 1, Cython and NumPy backends, float32), too
+close to the line. Tried for one epoch (seed 0, Cython): batch 128 98.70%, lr 0.005 98.76%,
+lr 0.02 98.63%, Adam betas (0.9, 0.99) 98.79%; two epochs of the recipe 99.19%.
 
 ``MNIST_98`` is the fastest configuration found that reaches >= 98.0% MNIST test accuracy
 (``examples/mnist_98.py``, the benchmark's ``--time-to-accuracy 0.98`` row). The learning-rate
@@ -65,7 +70,7 @@ MNIST_99: dict[str, Any] = {
     "betas": (0.7, 0.9),
     "schedule": "onecycle",  # fastnn.schedules.OneCycle over the run, per iteration
     "batch_size": 256,
-    "epochs": 1,
+    "epochs": 2,
     "standardize": True,  # (x - mean) / std with MNIST's training-set mean and std
     "loss": "cross_entropy",
     "dtype": "float32",

@@ -2,12 +2,13 @@
 
 Data flow (DESIGN.md), one named piece each, top-down:
 
-1. :func:`_prepare` validates the inputs and converts them to the model dtype once, resolves the
-   backend once and builds one ``Workspace`` (every buffer of the fit);
+1. :func:`_prepare` validates the inputs (without converting X: :mod:`fastnn._feed` casts it
+   part by part when it is not already C-contiguous in the model dtype), resolves the backend
+   once and builds one ``Workspace`` (every buffer of the fit);
 2. per epoch, :func:`_run_epoch` draws a permutation and runs the backend's fused ``train_epoch``
    (or the per-batch loop of :mod:`fastnn.backends.eager` when something must run between
    batches — diagnostics, gradient clipping — or a layer kind has no fused epoch), in slices
-   when a progress bar wants updates;
+   when a progress bar wants updates, each slice in parts of the input buffer;
 3. :func:`_roll_back_if_diverged` restores the last finite weights when a loss was not finite;
 4. :func:`_record_epoch` records metrics and validation scores in ``History`` and calls back.
 """
@@ -23,8 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from ._codes import H_LR
-from ._validation import check_bool, check_positive, check_seed, check_X
+from ._batch_hook import between_batches
+from ._feed import Feed
+from ._validation import (
+    check_bool,
+    check_input_scale,
+    check_positive,
+    check_seed,
+    check_X_in_place,
+)
 from .backends import eager, resolve_backend
 from .backends.workspace import Workspace
 from .callbacks import Callback, ProgressBar
@@ -45,6 +53,8 @@ class _Run:
     ws: Workspace
     X: np.ndarray
     targets: np.ndarray
+    feed: Feed
+    scale: float | None
     loss: Loss
     opt: Optimizer
     history: History
@@ -93,13 +103,17 @@ def fit(
     diagnostics: bool = False,
     clip_grad_norm: float | None = None,
     track_accuracy: bool = True,
+    input_scale: float | None = None,
 ) -> History:
     """Train ``model`` (a built :class:`fastnn.Sequential`) on ``(X, y)`` by gradient descent.
 
     Parameters
     ----------
     X : ndarray, shape (n_samples, *input_shape)
-        Converted once to the model dtype (C-contiguous); NaN/inf are rejected.
+        Any real dtype (float32, float64, uint8 images, ...) and layout, or a
+        ``numpy.memmap``. It is never copied whole: an array already C-contiguous in the model
+        dtype is read as it is, any other is cast part by part into one buffer of about 5% of
+        its size. NaN/inf (and values beyond the model dtype's range) are rejected.
     y : array-like
         Class labels (n_samples,) for cross-entropy (or one-hot/probabilities (n_samples, k));
         targets (n_samples, k) for mse, binary_cross_entropy and kl_divergence.
@@ -130,6 +144,12 @@ def fit(
         Rescale the gradient of every batch so its global L2 norm is at most this value.
     track_accuracy : bool, default True
         Measure training-set accuracy after each epoch (classifiers; costs one forward pass).
+    input_scale : float, optional
+        Multiply every input by this factor as it is cast to the model dtype (in float64),
+        also for ``validation_data``: ``input_scale=1/255`` trains on uint8 pixels
+        (``load_mnist(dtype="uint8", normalize=False)``, a quarter of float32's memory) as on
+        ``load_mnist()``'s floats in [0, 1]. It is not stored in the model or its file: give
+        ``predict``, ``predict_proba`` and ``evaluate`` the same ``input_scale``.
 
     Returns
     -------
@@ -162,6 +182,7 @@ def fit(
         shuffle=check_bool("shuffle", shuffle), seed=seed, validation_data=validation_data,
         backend=backend, diagnostics=diagnostics, clip_grad_norm=clip_grad_norm,
         track_accuracy=check_bool("track_accuracy", track_accuracy),
+        input_scale=check_input_scale(input_scale),
     )  # fmt: skip
     _begin(run, epochs, verbose, callbacks)
     try:
@@ -186,8 +207,9 @@ def fit(
 
 
 def _prepare(model: Any, X: np.ndarray, y: object, **options: Any) -> _Run:
-    """Validate and convert the inputs once; resolve the backend; build the workspace."""
-    X = check_X(X, model.input_shape, model.dtype)
+    """Validate the inputs once (X is not converted); resolve the backend; build the workspace."""
+    scale = options["input_scale"]
+    X = check_X_in_place(X, model.input_shape, model.dtype, scale=scale)
     n = X.shape[0]
     y_arr = np.asarray(y)
     if y_arr.ndim == 0 or len(y_arr) != n:
@@ -207,7 +229,7 @@ def _prepare(model: Any, X: np.ndarray, y: object, **options: Any) -> _Run:
     targets = loss_obj.prepare_targets(y_arr, model.n_outputs, model.dtype)
     val = options["validation_data"]
     if val is not None:
-        val = (check_X(val[0], model.input_shape, model.dtype, "X_val"), val[1])
+        val = (check_X_in_place(val[0], model.input_shape, model.dtype, "X_val", scale), val[1])
     opt = get_optimizer(options["optimizer"])
     model.loss, model.optimizer = loss_obj, opt
     model._mse_labels = loss_obj.name == "mse" and y_arr.ndim == 1 and model.n_outputs > 1
@@ -221,7 +243,8 @@ def _prepare(model: Any, X: np.ndarray, y: object, **options: Any) -> _Run:
     seed = options["seed"]
     return _Run(
         model=model, B=resolve_backend(options["backend"]), ws=ws, X=X, targets=targets,
-        loss=loss_obj, opt=opt, history=History(batch_size=batch_size, n_samples=n),
+        feed=Feed(X, targets, model.dtype, scale, batch_size), scale=scale, loss=loss_obj,
+        opt=opt, history=History(batch_size=batch_size, n_samples=n),
         callbacks=[], batch_size=batch_size, shuffle=options["shuffle"],
         rng=np.random.default_rng(seed) if seed is not None else model._rng,
         clip=clip, recorder=recorder,
@@ -257,7 +280,7 @@ def _begin(run: _Run, epochs: int, verbose: int, callbacks: Sequence[Callback] |
         cb.set_context(run.model, run.history, params)
         cb.on_train_begin()
     per_step = [cb for cb in run.callbacks if getattr(cb, "per_iteration", False)]
-    run.hook = _between_batches(run.ws, run.clip, run.recorder, per_step, run.opt)
+    run.hook = between_batches(run.ws, run.clip, run.recorder, per_step, run.opt)
     run.slices = PROGRESS_SLICES if any(cb.wants_progress for cb in run.callbacks) else 1
     run.batch_losses = np.empty(n_batches)
     run.sizes = np.full(n_batches, run.batch_size, dtype=np.float64)
@@ -268,24 +291,18 @@ def _begin(run: _Run, epochs: int, verbose: int, callbacks: Sequence[Callback] |
 def _run_epoch(run: _Run, epoch: int) -> tuple[int, float, float]:
     """Train one epoch in slices; returns (batches done, epoch seconds, seconds spent scoring
     the progress bar's running accuracy, which the epoch time excludes)."""
-    order = (run.rng.permutation(run.n) if run.shuffle else np.arange(run.n)).astype(np.int64)
+    order = run.rng.permutation(run.n) if run.shuffle else np.arange(run.n)
+    order = order.astype(np.int64, copy=False)  # int64 already on most platforms: no copy
     n_batches, bs = run.batch_losses.shape[0], run.batch_size
     per_slice = max(1, math.ceil(n_batches / run.slices)) * bs
-    fused = run.fused
     t0 = time.perf_counter()
     done, correct, running_eval = 0, 0, 0.0
     for start in range(0, run.n, per_slice):
         chunk = order[start : start + per_slice]
         first = start // bs
-        out = run.batch_losses[first : first + -(-chunk.shape[0] // bs)]
-        # Overflow is detected from the loss and reported as TrainingDivergedError.
-        with np.errstate(over="ignore", invalid="ignore"):
-            if fused:
-                k = run.B.train_epoch(run.ws, run.X, run.targets, chunk, bs, out)
-            else:
-                k = eager.eager_epoch(run.B, run.ws, run.X, run.targets, chunk, bs, out, run.hook)
+        k = _train_slice(run, chunk, first)
         done = first + k
-        if k < out.shape[0] or not math.isfinite(out[k - 1]):
+        if k < -(-chunk.shape[0] // bs) or not math.isfinite(run.batch_losses[done - 1]):
             break
         seen = int(run.sizes[:done].sum())
         mean = float(run.batch_losses[:done] @ run.sizes[:done] / seen)
@@ -294,12 +311,30 @@ def _run_epoch(run: _Run, epoch: int) -> tuple[int, float, float]:
             # The fused epoch keeps no predictions: score this slice's samples with the
             # weights after its last update (timed apart, not counted in the epoch).
             t_eval = time.perf_counter()
-            correct += round(_accuracy(run, run.X[chunk], run.targets[chunk]) * len(chunk))
+            correct += round(_accuracy(run, chunk) * len(chunk))
             running = correct / seen
             running_eval += time.perf_counter() - t_eval
         for cb in run.callbacks:
             cb.on_progress(epoch, done, seen, mean, running)
     return done, time.perf_counter() - t0 - running_eval, running_eval
+
+
+def _train_slice(run: _Run, chunk: np.ndarray, first: int) -> int:
+    """Train the batches of ``chunk`` (the epoch's order from batch ``first`` on, cut at a
+    multiple of the batch size) part by part of the input feed; returns the batches done."""
+    bs, done, fused = run.batch_size, 0, run.fused
+    for X, targets, order in run.feed.parts(chunk):
+        out = run.batch_losses[first + done : first + done + -(-order.shape[0] // bs)]
+        # Overflow is detected from the loss and reported as TrainingDivergedError.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if fused:
+                k = run.B.train_epoch(run.ws, X, targets, order, bs, out)
+            else:
+                k = eager.eager_epoch(run.B, run.ws, X, targets, order, bs, out, run.hook)
+        done += k
+        if k < out.shape[0] or not math.isfinite(out[k - 1]):
+            break
+    return done
 
 
 def _roll_back_if_diverged(
@@ -333,10 +368,10 @@ def _record_epoch(run: _Run, epoch: int, seconds: float, running_eval: float) ->
     logs = {"loss": h.loss[-1]}
     t1 = time.perf_counter()
     if run.scores_accuracy():
-        logs["accuracy"] = _accuracy(run, run.X, run.targets)
+        logs["accuracy"] = _accuracy(run)
         h.accuracy.append(logs["accuracy"])
     if run.val is not None:
-        scores = run.model.evaluate(run.val[0], run.val[1], run.loss)
+        scores = run.model.evaluate(run.val[0], run.val[1], run.loss, input_scale=run.scale)
         h.val_loss.append(scores["loss"])
         logs["val_loss"] = scores["loss"]
         if "accuracy" in scores:
@@ -357,32 +392,15 @@ def _keep_state(opt: Optimizer, ws: Workspace) -> None:
     opt.step = ws.step
 
 
-def _accuracy(run: _Run, X: np.ndarray, targets: np.ndarray) -> float:
-    """Accuracy of the current weights on already-checked inputs, on the fit's backend."""
-    outputs = run.model._forward_checked(run.B, X, run.model._loss_input_act(run.loss))
-    return run.model.score_outputs(outputs, targets, run.loss)
-
-
-def _between_batches(
-    ws: Workspace, clip: float | None, recorder: Any, schedules: list[Any], opt: Optimizer
-) -> Callable[[int, int], None] | None:
-    """The hook the eager loop runs between backward and update, or None for the fused path:
-    per-iteration learning rates, gradient clipping, diagnostics."""
-    if clip is None and recorder is None and not schedules:
-        return None
-    grads = ws.parameter_gradients()
-
-    def hook(batch: int, rows: int) -> None:
-        for schedule in schedules:
-            opt.lr = schedule.next_rate()
-            ws.hyper[H_LR] = opt.lr
-        if clip is not None:
-            norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
-            if norm > clip:
-                scale = grads[0].dtype.type(clip / (norm + 1e-12))
-                for g in grads:
-                    g *= scale
-        if recorder is not None:
-            recorder.after_backward(batch, rows)
-
-    return hook
+def _accuracy(run: _Run, rows: np.ndarray | None = None) -> float:
+    """Accuracy of the current weights on the training rows ``rows`` (default: all), on the
+    fit's backend, scored chunk by chunk (no (n, k) array of outputs; the feed's buffer is
+    reused for the cast)."""
+    model, n = run.model, run.n if rows is None else rows.shape[0]
+    buffer = None if run.feed.direct else run.feed.x_buffer
+    chunks = model._forward_chunks(run.B, run.X, model._loss_input_act(run.loss), rows=rows,
+                                   scale=run.scale, buffer=buffer)  # fmt: skip
+    correct = 0
+    for sel, outputs in chunks:
+        correct += round(model.score_outputs(outputs, run.targets[sel], run.loss) * len(outputs))
+    return correct / n

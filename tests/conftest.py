@@ -8,6 +8,23 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _backend_choice_restored(monkeypatch):
+    """Every test starts from the default backend choice and leaves it so: ``set_backend``
+    (``fastnn train --backend`` calls it) is process-wide and would leak into later tests."""
+    from fastnn import backends
+
+    monkeypatch.setattr(backends, "_current", None)
+
+
+@pytest.fixture
+def reference_backend(monkeypatch):
+    """Run the test on the NumPy reference whatever "auto" would pick (restored after)."""
+    from fastnn import backends
+
+    monkeypatch.setattr(backends, "_current", "numpy")
+
+
 @pytest.fixture(scope="session")
 def mnist_root() -> Path:
     """Directory of the real MNIST files: ``$FASTNN_DATA/mnist``, or skip the test."""

@@ -98,4 +98,4 @@ def test_usage_errors_exit_with_2(dataset, tmp_path, capsys, args, message):
 
 def test_fastnn_lists_the_sweep_command(capsys):
     assert cli.main(["--help"]) == 0
-    assert "usage: fastnn {bench,train,info,sweep}" in capsys.readouterr().out
+    assert "usage: fastnn {bench,train,info,export,sweep}" in capsys.readouterr().out

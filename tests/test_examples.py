@@ -78,6 +78,22 @@ def test_mnist_98_reaches_98_percent(mnist_root):
     assert accuracy >= 0.98
 
 
+def test_mnist_cnn_smoke_run(mnist_root):
+    out = run_example("mnist_cnn.py", "--subset", "512", "--epochs", "1", "--backend", "numpy",
+                      data=mnist_root).stdout  # fmt: skip
+    assert "Conv2D(5x5, relu)" in out and "(None, 32, 5, 5)" in out
+    assert re.search(r"test accuracy 0\.\d{4} after \d+\.\d\d s of training", out)
+    assert "2 iterations" in out  # ceil(512 / 256)
+
+
+@pytest.mark.slow
+def test_mnist_cnn_reaches_99_percent(mnist_root):
+    """MNIST_99 (two epochs) on the fastest backend: exit code 0 means >= 99%."""
+    out = run_example("mnist_cnn.py", data=mnist_root).stdout
+    accuracy = float(re.search(r"test accuracy (0\.\d+) after", out).group(1))
+    assert accuracy >= 0.99
+
+
 def _has_matplotlib() -> bool:
     try:
         import matplotlib  # noqa: F401

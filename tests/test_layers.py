@@ -3,7 +3,8 @@
 The registry-wide tests loop over ``fastnn.layers.LAYERS`` with the example constructor
 arguments of ``EXAMPLES``; a registered kind without an example fails loudly, so a new layer
 kind is noticed and gets its example (and with it config round trip, build, shapes, the
-teaching-path forward/backward and save/load) here.
+teaching-path forward/backward and save/load) here. Those run on the reference backend: every
+backend with every kind is ``test_training.py::test_every_backend_trains_every_layer_kind...``.
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def test_build_reports_the_output_shape_and_allocates_parameters(kind, kwargs, s
 
 
 @pytest.mark.parametrize(("kind", "kwargs", "shape_in", "shape_out"), CASES)
-def test_teaching_path_forward_and_backward_shapes(kind, kwargs, shape_in, shape_out):
+def test_teaching_path_forward_and_backward_shapes(reference_backend, kind, kwargs, shape_in,
+                                                    shape_out):  # fmt: skip
     layer = built(kind, kwargs, shape_in)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3, *shape_in))
@@ -131,7 +133,8 @@ def test_teaching_path_forward_and_backward_shapes(kind, kwargs, shape_in, shape
 
 
 @pytest.mark.parametrize(("kind", "kwargs", "shape_in", "shape_out"), CASES)
-def test_every_kind_survives_save_and_load(tmp_path, kind, kwargs, shape_in, shape_out):
+def test_every_kind_survives_save_and_load(reference_backend, tmp_path, kind, kwargs, shape_in,
+                                           shape_out):  # fmt: skip
     model = fastnn.Sequential([LAYERS[kind](**kwargs)], seed=3, dtype="float64",
                               input_shape=shape_in)  # fmt: skip
     X = np.random.default_rng(2).standard_normal((4, *shape_in))
@@ -143,17 +146,13 @@ def test_every_kind_survives_save_and_load(tmp_path, kind, kwargs, shape_in, sha
 
 
 @pytest.mark.parametrize(("kind", "kwargs", "shape_in", "shape_out"), CASES)
-def test_a_file_whose_weights_do_not_fit_their_layer_is_refused(request, tmp_path, kind, kwargs,
-                                                                 shape_in, shape_out):  # fmt: skip
+def test_a_file_whose_weights_do_not_fit_their_layer_is_refused(tmp_path, kind, kwargs, shape_in,
+                                                                 shape_out):  # fmt: skip
     """Checksums recomputed (a buggy writer, or an edit that updates them): the parameter
     shapes must still be checked against the layer record, as a ModelFileError."""
     layer = LAYERS[kind](**kwargs)
     if not layer.param_names:
         pytest.skip(f"{kind} has no parameters")
-    if kind != "dense":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "fastnn/io.py _layer_records checks parameter shapes for kind 'dense' only; other "
-            "kinds fail later in Sequential.set_weights with a plain ValueError")))  # fmt: skip
     model = fastnn.Sequential([layer], seed=0, input_shape=shape_in)
     model.save(tmp_path / "m.npz")
     with np.load(tmp_path / "m.npz") as npz:

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import io as fio
 from fastnn.io import ModelFileError
 
 BOMB_BYTES = 64 * 2**20  # inflated size of the bomb member; it deflates to about 64 KB
@@ -179,4 +178,4 @@ def test_wrong_shape_optimizer_state_is_rejected(tmp_path):
     path = tmp_path / "state.npz"
     model.save(path)
     with pytest.raises(ModelFileError, match="optimizer state shapes"):
-        fio.load(path)
+        fastnn.load(path)

@@ -74,6 +74,18 @@ def _preact(name: str, z: object, act: int, shape: tuple[int, ...], dt: np.dtype
         _shape(name, z, shape)
 
 
+def _backward_outputs_distinct(x, W, z, a, grad, dW_out, db_out, grad_x_out, ndim) -> None:  # noqa: ANN001
+    """Every OUT buffer of a backward pass apart from every other buffer it reads or writes."""
+    if grad_x_out is not None:
+        _array("grad_x_out", grad_x_out, ndim, x.dtype)
+        _shape("grad_x_out", grad_x_out, x.shape)
+    _distinct("grad", grad, x=x, W=W, a=a, z=z)
+    _distinct("dW_out", dW_out, x=x, W=W, z=z, a=a, grad=grad, db_out=db_out)
+    _distinct("db_out", db_out, x=x, W=W, z=z, a=a, grad=grad, grad_x_out=grad_x_out)
+    if grad_x_out is not None:
+        _distinct("grad_x_out", grad_x_out, x=x, W=W, z=z, a=a, grad=grad, dW_out=dW_out)
+
+
 def check_dense_forward(x, W, b, act, z_out, out) -> None:  # noqa: ANN001
     dt = float_dtype("x", x)
     _array("x", x, 2, dt)
@@ -110,12 +122,7 @@ def check_dense_backward(x, W, z, a, grad, act, dW_out, db_out, grad_x_out) -> N
     _shape("grad", grad, (n, k))
     _array("dW_out", dW_out, 2, dt)
     _shape("dW_out", dW_out, W.shape)
-    _distinct("grad", grad, x=x, W=W, a=a, z=z)
-    _distinct("dW_out", dW_out, x=x, W=W, a=a, grad=grad, db_out=db_out)
-    if grad_x_out is not None:
-        _array("grad_x_out", grad_x_out, 2, dt)
-        _shape("grad_x_out", grad_x_out, x.shape)
-        _distinct("grad_x_out", grad_x_out, x=x, W=W, a=a, grad=grad, dW_out=dW_out)
+    _backward_outputs_distinct(x, W, z, a, grad, dW_out, db_out, grad_x_out, 2)
 
 
 def check_conv2d(x, W, b, stride, padding, act, z, a) -> None:  # noqa: ANN001
@@ -150,6 +157,8 @@ def check_conv2d(x, W, b, stride, padding, act, z, a) -> None:  # noqa: ANN001
 def check_conv2d_forward(x, W, b, stride, padding, act, z_out, out) -> None:  # noqa: ANN001
     check_conv2d(x, W, b, stride, padding, act, z_out, out)
     _distinct("out", out, x=x, W=W, b=b, z_out=z_out)
+    if z_out is not None:
+        _distinct("z_out", z_out, x=x, W=W, b=b)
 
 
 def check_conv2d_backward(  # noqa: ANN001
@@ -161,12 +170,7 @@ def check_conv2d_backward(  # noqa: ANN001
     _shape("grad", grad, a.shape)
     _array("dW_out", dW_out, 4, dt)
     _shape("dW_out", dW_out, W.shape)
-    _distinct("grad", grad, x=x, W=W, a=a, z=z)
-    _distinct("dW_out", dW_out, x=x, W=W, a=a, grad=grad, db_out=db_out)
-    if grad_x_out is not None:
-        _array("grad_x_out", grad_x_out, 4, dt)
-        _shape("grad_x_out", grad_x_out, x.shape)
-        _distinct("grad_x_out", grad_x_out, x=x, W=W, a=a, grad=grad, dW_out=dW_out)
+    _backward_outputs_distinct(x, W, z, a, grad, dW_out, db_out, grad_x_out, 4)
 
 
 def check_maxpool2d(x, kernel, stride, out, argmax) -> None:  # noqa: ANN001
@@ -199,6 +203,36 @@ def check_maxpool2d_backward(grad, argmax, grad_x_out) -> None:  # noqa: ANN001
     _distinct("grad_x_out", grad_x_out, grad=grad, argmax=argmax)
 
 
+def check_predict_dense(x, weights, biases, acts, alphas, outs, zs) -> None:  # noqa: ANN001
+    """A chain of dense layers: x (n, d0); weights[i] (d_i, k_i) with d_{i+1} = k_i; outs[i]
+    with >= n rows and k_i columns; zs[i] with >= n rows where acts[i] needs z, else 0 rows."""
+    dt = float_dtype("x", x)
+    _array("x", x, 2, dt)
+    layers = len(weights)
+    if not layers or not len(biases) == len(outs) == len(zs) == layers:
+        raise ValueError("weights, biases, outs and zs must have one entry per layer")
+    _array("acts", acts, 1, np.dtype(np.int64))
+    _array("alphas", alphas, 1, np.dtype(np.float64))
+    _shape("acts", acts, (layers,))
+    _shape("alphas", alphas, (layers,))
+    n, width = x.shape
+    for i in range(layers):
+        W, b, out, z = weights[i], biases[i], outs[i], zs[i]
+        for name, a, nd in (("weights", W, 2), ("biases", b, 1), ("outs", out, 2), ("zs", z, 2)):
+            _array(f"{name}[{i}]", a, nd, dt)
+        if W.shape[0] != width:
+            raise ValueError(f"weights[{i}] has {W.shape[0]} inputs, the layer below gives {width}")
+        width = W.shape[1]
+        _act(acts[i])
+        _shape(f"biases[{i}]", b, (width,))
+        if out.shape[1] != width or out.shape[0] < n:
+            raise ValueError(f"outs[{i}] has shape {out.shape}, needs >= {n} rows of {width}")
+        rows = n if int(acts[i]) in NEEDS_PREACTIVATION else 0
+        if z.shape[1] != width or (z.shape[0] < rows) or (rows == 0 and z.shape[0] != 0):
+            raise ValueError(f"zs[{i}] has shape {z.shape}, needs {rows or '0'} rows of {width}")
+        _distinct(f"outs[{i}]", out, x=x, W=W, b=b, z=z)
+
+
 def check_loss(outputs, targets, grad_out, class_indices: bool) -> None:  # noqa: ANN001
     dt = float_dtype("outputs", outputs)
     _array("outputs", outputs, 2, dt)
@@ -221,10 +255,17 @@ def check_loss(outputs, targets, grad_out, class_indices: bool) -> None:  # noqa
 def check_update(param, *state) -> None:  # noqa: ANN001
     dt = float_dtype("param", param)
     _array("param", param, 1, dt)
+    arrays: dict = {"param": param}
     for i, s in enumerate(state):
         _array(f"argument {i + 2}", s, 1, dt)
         _shape(f"argument {i + 2}", s, param.shape)
-        _distinct("param", param, **{f"argument {i + 2}": s})
+        arrays[f"argument {i + 2}"] = s
+    # Every buffer apart from every other: state overwritten while grad is read gives garbage.
+    names = list(arrays)
+    for i, name in enumerate(names):
+        if arrays[name] is not None:
+            others = {o: arrays[o] for o in names[i + 1:] if arrays[o] is not None}
+            _distinct(name, arrays[name], **others)
 
 
 def check_workspace(ws) -> None:  # noqa: ANN001
@@ -298,3 +339,4 @@ def check_train_epoch(ws, X, targets, order, batch_size, batch_losses) -> None: 
     for i, (w, b) in enumerate(zip(ws.weights, ws.biases, strict=True)):
         _array(f"weights[{i}]", w, 2, dt)
         _array(f"biases[{i}]", b, 1, dt)
+    _distinct("batch_losses", batch_losses, X=X, targets=targets, order=order)

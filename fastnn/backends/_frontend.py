@@ -12,11 +12,12 @@ reference backend's, so the formulas are written down once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from .._codes import NEEDS_PREACTIVATION
 from . import _checks
 from . import numpy as reference
 from .workspace import Workspace
@@ -141,6 +142,7 @@ def bind(backend: str, impl: Any) -> dict[str, Callable]:
 
     public: dict[str, Callable] = {
         **_conv_kernels(impl),
+        **_predict_kernel(impl),
         "dense_forward": dense_forward,
         "dense_backward": dense_backward,
         "sgd_update": sgd_update,
@@ -149,7 +151,10 @@ def bind(backend: str, impl: Any) -> dict[str, Callable]:
         "train_epoch": train_epoch,
     }
     public.update({name: _loss(name, impl) for name in LOSS_NAMES})
-    return {name: _documented(name, func, backend) for name, func in public.items()}
+    return {
+        name: func if name in OPTIONAL_NAMES else _documented(name, func, backend)
+        for name, func in public.items()
+    }
 
 
 def _conv_kernels(impl: Any) -> dict[str, Callable]:
@@ -195,12 +200,55 @@ def _conv_kernels(impl: Any) -> dict[str, Callable]:
     }
 
 
+def _predict_kernel(impl: Any) -> dict[str, Callable]:
+    """The optional whole-forward kernel, prepared once per model and batch capacity."""
+    if not hasattr(impl, "predict_dense"):
+        return {}
+
+    def prepare_predict_dense(
+        weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], acts: Sequence[int],
+        alphas: Sequence[float], rows: int,
+    ) -> Callable[[np.ndarray], np.ndarray]:  # fmt: skip
+        """A function ``x (n, d0) -> (n, k_last)`` running every dense layer in one compiled
+        call, for ``n <= rows``. The parameters and buffers are checked here, once; each call
+        checks only ``x``. The returned array is a view of a buffer the next call overwrites."""
+        weights, biases = tuple(weights), tuple(biases)
+        dt = weights[0].dtype
+        acts_arr = np.ascontiguousarray(acts, dtype=np.int64)
+        alphas_arr = np.ascontiguousarray(alphas, dtype=np.float64)
+        outs = tuple(np.empty((rows, W.shape[1]), dt) for W in weights)
+        zs = tuple(np.empty((rows if int(a) in NEEDS_PREACTIVATION else 0, W.shape[1]), dt)
+                   for W, a in zip(weights, acts_arr, strict=True))  # fmt: skip
+        probe = np.zeros((rows, weights[0].shape[0]), dt)
+        _checks.check_predict_dense(probe, weights, biases, acts_arr, alphas_arr, outs, zs)
+        d0 = weights[0].shape[0]
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            if not (
+                isinstance(x, np.ndarray)
+                and x.dtype == dt
+                and x.ndim == 2
+                and x.shape[1] == d0
+                and x.shape[0] <= rows
+                and x.flags.c_contiguous
+            ):
+                raise ValueError(f"x must be a C-contiguous {dt} array of shape (<= {rows}, {d0})")
+            impl.predict_dense(x, weights, biases, acts_arr, alphas_arr, outs, zs)
+            return outs[-1][: x.shape[0]]
+
+        return predict
+
+    return {"prepare_predict_dense": prepare_predict_dense}
+
+
 def contract_names() -> tuple[str, ...]:
     """Every function name of the kernel contract (tests check each backend has them all)."""
     return ("dense_forward", "dense_backward", *LOSS_NAMES, "sgd_update", "momentum_update",
             "adam_update", "train_epoch", *CONV_NAMES)  # fmt: skip
 
 
+#: Kernels a backend may add for speed (the reference does without them).
+OPTIONAL_NAMES: tuple[str, ...] = ("prepare_predict_dense",)
 #: The convolution and pooling kernels of the contract.
 CONV_NAMES: tuple[str, ...] = (
     "conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",

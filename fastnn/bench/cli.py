@@ -172,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a("--no-progress", action="store_true", help="no progress bar")
     a(
+        "--predict",
+        action="store_true",
+        help="only time prediction: batch-1 latency (median, p99) and batch-1024 throughput of "
+        "the 784-128-10 MLP on MNIST test digits, per backend, onnxruntime and torch",
+    )
+    a(
         "--model",
         choices=("mlp", "cnn", "all"),
         default=None,
@@ -220,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("fastnn bench: --warmup must be >= 0", file=sys.stderr)
         return 2
     config = config_from_args(args)
+    if args.predict:
+        return _predict(config, args)
     model = args.model or ("mlp" if args.quick else "all")
     try:
         report = _run(args, config, model)
@@ -250,6 +258,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("fastnn bench: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
     rows = [*report.get("rows", []), *report.get("cnn", {}).get("rows", [])]
     return 1 if any(r.get("error") for r in rows) else 0
+
+
+def _predict(config: BenchConfig, args: argparse.Namespace) -> int:
+    """``fastnn bench --predict``: prediction speed with the same weights in every runtime."""
+    import json
+
+    from .. import set_num_threads
+    from ..threads import get_num_threads
+    from . import predict as bp
+    from .runner import load_data
+
+    threads = int(config.threads or get_num_threads())
+    set_num_threads(threads)
+    try:
+        X_test = load_data(config)[0][2]
+    except (FileNotFoundError, OSError):
+        X_test = None  # random inputs instead of digits
+    model = bp.mlp([784, *config.hidden, 10])
+    predictors, skipped = bp.default_predictors(model)
+    rows = bp.measure_predict(predictors, 784, calls=2000, repeats=30, inputs=X_test)
+    print(
+        f"prediction, MLP 784-{'-'.join(map(str, config.hidden))}-10, {threads} threads, "
+        f"inputs: {'MNIST test digits' if X_test is not None else 'random'}"
+    )
+    print(bp.format_rows(rows))
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}")
+    if _enabled(args.json):
+        from dataclasses import asdict
+
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"predict": [asdict(r) for r in rows], "threads": threads}, fh, indent=1)
+        print(f"wrote {args.json}")
+    return 0
 
 
 def _run(args: argparse.Namespace, config: BenchConfig, model: str) -> dict:

@@ -116,6 +116,7 @@ def measure_predict(
     repeats: int = 20,
     rounds: int = 5,
     seed: int = 0,
+    inputs: np.ndarray | None = None,
 ) -> list[PredictRow]:
     """Time each predictor at batch 1 (latency) and at batch ``batch`` (throughput).
 
@@ -133,6 +134,9 @@ def measure_predict(
         The calls are split over this many rounds that interleave the predictors.
     seed : int
         Seed of the random standard-normal inputs.
+    inputs : ndarray, shape (>= batch, n_features), optional
+        Real samples to predict instead (e.g. MNIST test digits, whose zero pixels the sparse
+        loops skip); the first ``batch`` rows are used, the first one for the latency.
 
     Returns
     -------
@@ -147,7 +151,14 @@ def measure_predict(
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0, got {warmup}")
     rng = np.random.default_rng(seed)
-    X = np.ascontiguousarray(rng.standard_normal((batch, n_features)), dtype=np.float32)
+    if inputs is not None:
+        X = np.ascontiguousarray(inputs[:batch], dtype=np.float32)
+        if X.shape != (batch, n_features):
+            raise ValueError(
+                f"inputs must have shape (>= {batch}, {n_features}), got {inputs.shape}"
+            )
+    else:
+        X = np.ascontiguousarray(rng.standard_normal((batch, n_features)), dtype=np.float32)
     x1 = np.ascontiguousarray(X[:1])
     diffs = _compare_and_warm_up(predictors, X, x1, warmup)
     latency, per_batch = _time_in_rounds(predictors, X, x1, calls, repeats, rounds)

@@ -282,7 +282,7 @@ def _result(store: SweepResults, best: _Best, n_configs: int, n_skipped: int) ->
     model = best.model
     saved = (store.best or {}).get("saved")
     if model is None and saved and Path(saved).is_file():
-        from ..io import load
+        from ..model import load
 
         model = load(saved)  # the best trial ran in an earlier, resumed, call
     paths = {name: str(p) for name, p in (("json", store.json_path), ("csv", store.csv_path),

@@ -29,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the 'numba' backend needs numba (pip install fastnn[numba])") from exc
 
 from .._frontend import bind, contract_names
-from . import conv, dense, epoch, losses, optim, pool
+from . import conv, dense, epoch, losses, optim, pool, predict
 
 NAME = "numba"
 #: Layer kinds ``train_epoch`` runs; a model with any other layer trains through the eager loop.
@@ -45,6 +45,7 @@ def _trusted_entry_points() -> SimpleNamespace:
         if len(owner) != 1:
             raise ImportError(f"numba backend: {name!r} is defined in {len(owner)} modules")
         found[name] = getattr(owner[0], name)
+    found["predict_dense"] = predict.predict_dense  # optional: the whole forward in one call
     return SimpleNamespace(**found)
 
 

@@ -9,20 +9,10 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport pow, sqrt, sqrtf
 
-from ._dense cimport Team, n_chunks
-
-
-cdef enum:
-    OPT_SGD = 0
-    OPT_MOMENTUM = 1
-    OPT_ADAM = 2
-    H_LR = 0
-    H_MOMENTUM = 1
-    H_NESTEROV = 2
-    H_WEIGHT_DECAY = 3
-    H_BETA1 = 4
-    H_BETA2 = 5
-    H_EPS = 6
+from .codes cimport (
+    H_BETA1, H_BETA2, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, H_WEIGHT_DECAY, OPT_MOMENTUM, OPT_SGD,
+)
+from .team cimport Team, n_chunks
 
 
 cdef inline floating fsqrt(floating v) noexcept nogil:
@@ -93,7 +83,7 @@ cdef inline void update_range(int optimizer, floating* p, const floating* g, flo
                    hyper[H_EPS], hyper[H_WEIGHT_DECAY], step)
 
 
-cdef inline void update(int optimizer, floating* p, const floating* g, floating* s1,
+cdef inline void update_by_code(int optimizer, floating* p, const floating* g, floating* s1,
                         floating* s2, Py_ssize_t size, const double* hyper, Py_ssize_t step,
                         Team team) noexcept nogil:
     """One optimizer step on a flat parameter of ``size`` elements, split over the team."""

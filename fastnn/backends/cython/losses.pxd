@@ -10,13 +10,7 @@ from cython cimport floating
 from libc.math cimport exp, fabs, log, log1p, tanh
 from libc.stdint cimport int64_t
 
-
-cdef enum:
-    LOSS_MSE = 0
-    LOSS_CROSS_ENTROPY = 1
-    LOSS_CROSS_ENTROPY_SOFT = 2
-    LOSS_BINARY_CROSS_ENTROPY = 3
-    LOSS_KL_DIVERGENCE = 4
+from .codes cimport LOSS_BINARY_CROSS_ENTROPY, LOSS_CROSS_ENTROPY, LOSS_KL_DIVERGENCE, LOSS_MSE
 
 
 cdef inline double row_logsumexp(const floating* o, Py_ssize_t k, double* shift) noexcept nogil:
@@ -105,6 +99,7 @@ cdef inline double binary_cross_entropy(const floating* o, const floating* t, fl
 
 cdef inline double loss_by_code(int code, const floating* o, const void* targets, floating* grad,
                                 Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """The loss of code ``code`` (``fastnn._codes.LOSS_*``); the soft ones last."""
     if code == LOSS_CROSS_ENTROPY:
         return softmax_cross_entropy(o, <const int64_t*>targets, grad, n, k)
     if code == LOSS_MSE:

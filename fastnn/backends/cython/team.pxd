@@ -1,12 +1,25 @@
 # cython: language_level=3
-"""Whether an epoch's chunks run on threads: decided by timing batches in both modes.
+"""The thread team of the epoch: how work is split, and whether the chunks run on threads.
+
+A ``Team`` splits work into ``size`` chunks, run on ``size`` OpenMP threads when ``parallel``,
+else one after the other: the zero-skipping loops (``sparse.pxd``), the optimizer updates and,
+with ``own_blas``, the BLAS products, each chunk calling the backend's own single-threaded BLAS
+handle (``blas.pxd``). One thread pool, never two: OpenMP workers spinning after a ``prange``
+starve BLAS's own threads (DESIGN.md, 25x), and BLAS threads inside the team would
+oversubscribe the cores. Without ``own_blas`` (no ``scipy-openblas32``) the team never calls
+BLAS: every product runs whole on the calling thread, outside any parallel region, with the
+threads the process gave scipy's BLAS. fastnn never changes those (a process-wide limit is
+seen by every other thread).
+
+Whether the chunks run on threads is decided by timing batches in both modes.
 
 Threads pay on an idle machine (measured ~1.3x per epoch at batch 128 and ~1.5x for full
 batches on 2 cores), and cost 4-7x when another process holds a core: every parallel region
 then waits for a descheduled thread. So the epoch measures the seconds per row of its batches in
 each mode (kept between calls in a small ``stats`` array owned by the caller), runs the faster
 mode and retries the other now and then, less often the more it lost. Both modes give the
-same results (``_dense.Team``), so the choice never changes what is learned.
+same results (each chunk computes whole rows, the same in any split), so the choice never
+changes what is learned.
 
 ``stats`` (STATS doubles, zeros at first): seconds per row serial, seconds per row parallel,
 batches until the next retry, retry batches left, the mode being retried, retries so far.
@@ -27,6 +40,29 @@ cdef extern from *:
     """
     double fastnn_wtime() noexcept nogil
     int fastnn_has_openmp() noexcept nogil
+
+
+cdef enum:
+    MAX_THREADS = 64
+    PAR_MIN_WORK = 1 << 20  # multiply-adds below which work stays on one thread
+
+
+cdef struct Team:
+    # How work is split: into ``size`` chunks (the configured thread count), run on ``size``
+    # OpenMP threads when ``parallel``, else one after the other. Chunks hold whole rows of the
+    # results, so ``parallel`` changes no number.
+    int size
+    bint parallel
+    bint own_blas  # BLAS products split over the team through the own single-threaded handle
+
+
+cdef inline int n_chunks(Py_ssize_t work, Py_ssize_t items, int size) noexcept nogil:
+    """Chunks for ``work`` multiply-adds over ``items`` rows: 1 when too small to split."""
+    if size <= 1 or work < PAR_MIN_WORK or items < 2:
+        return 1
+    if size > items:
+        return <int>items
+    return size if size < MAX_THREADS else MAX_THREADS
 
 
 cdef enum:

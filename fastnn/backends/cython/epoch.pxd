@@ -4,9 +4,13 @@
 For every batch: gather the rows of X and targets named by ``order`` into the workspace
 (counting the nonzero inputs on the way), forward through every layer, the loss, backward from
 the last layer to the first, then one optimizer step on W0, b0, W1, b1, ... The first layer's
-input density picks its path per batch (``_pattern.use_row_loops``), so dense data keeps BLAS; a
+input density picks its path per batch (``sparse.use_loops``), so dense data keeps BLAS; a
 sparse batch lists its nonzeros once (``Csr``) for the first layer's forward and dW. Whether
-the batch's chunks run on threads is measured as the epoch goes (``_team.pxd``).
+the batch's loops run on threads is measured as the epoch goes (``team.pxd``); BLAS products
+never run inside the team.
+
+The pre-activation buffer ``z`` of a layer is NULL unless its activation needs it (the
+workspace's ``preacts`` then hold a (0, k) placeholder).
 """
 
 from cython cimport floating
@@ -14,15 +18,15 @@ from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from ._backward cimport delta_and_db, dense_backward_impl, dw_sparse
-from ._dense cimport Team, dense_forward_impl
-from ._loss cimport LOSS_CROSS_ENTROPY, loss_by_code
-from ._optim cimport H_LR, H_WEIGHT_DECAY, OPT_SGD, update
-from ._pattern cimport (
-    SMALL_ROWS, Csc, Csr, build_csc, build_csr, csc_from_csr, use_row_loops,
+from .codes cimport H_LR, H_WEIGHT_DECAY, LOSS_CROSS_ENTROPY, OPT_SGD
+from .dense cimport delta_and_db, dense_backward_kernel, dense_forward_kernel
+from .losses cimport loss_by_code
+from .optim cimport update_by_code
+from .sparse cimport (
+    SMALL_ROWS, Csc, Csr, Touched, build_csc, build_csr, csc_from_csr, dw_scatter, use_loops,
+    weight_grad_loops,
 )
-from ._scatter cimport Touched, dw_scatter
-from ._team cimport PARALLEL, choose_mode, fastnn_has_openmp, fastnn_wtime, record
+from .team cimport PARALLEL, Team, choose_mode, fastnn_has_openmp, fastnn_wtime, record
 
 
 cdef enum:
@@ -33,9 +37,10 @@ cdef struct Layer:
     Py_ssize_t d
     Py_ssize_t k
     int act
-    double slope
+    double alpha
     void* W
     void* b
+    void* z          # (bs, k) pre-activation, or NULL where the activation does not need it
     void* out
     void* grad
     void* dW
@@ -44,8 +49,8 @@ cdef struct Layer:
     void* s1b
     void* s2w
     void* s2b
-    char* zero_rows  # (d,) 1 where the row of dW is known to be all zeros
-    bint fused       # this batch's W update already happened inside backward
+    char* dirty      # (d,) 1 where the row of dW may be non-zero (``sparse.pxd``)
+    bint stepped     # this batch's W update already happened inside backward
 
 
 cdef struct Epoch:
@@ -54,7 +59,7 @@ cdef struct Epoch:
     int loss
     int optimizer
     Team team        # team.parallel is set batch by batch
-    double* stats    # IN/OUT: timings behind that choice (``_team.pxd``)
+    double* stats    # IN/OUT: timings behind that choice (``team.pxd``)
     const double* hyper
     void* x_batch
     void* y_batch
@@ -63,7 +68,7 @@ cdef struct Epoch:
     Py_ssize_t n_order
     Py_ssize_t batch_size
     double* losses
-    Csr csr  # nonzero inputs of the first layer, when its row loops run
+    Csr csr  # nonzero inputs of the first layer, when its loops run
     Csc csc
     Touched touched  # rows of the first layer's dW written by tiny batches
     Py_ssize_t step  # IN/OUT: optimizer steps taken
@@ -100,13 +105,14 @@ cdef inline void backward_first_blocks(Epoch* e, const floating* xb, Py_ssize_t 
     cdef Layer* L = &e.layers[0]
     cdef floating* grad = <floating*>L.grad
     cdef Py_ssize_t r0 = 0, r1
-    delta_and_db(<const floating*>L.out, grad, m, L.k, L.act, <floating>L.slope, <floating*>L.db)
-    L.fused = False
+    delta_and_db(<const floating*>L.z, <const floating*>L.out, grad, m, L.k, L.act,
+                 <floating>L.alpha, <floating*>L.db)
+    L.stepped = False
     while r0 < m:
         r1 = r0 + ROW_BLOCK if r0 + ROW_BLOCK < m else m
         csc_from_csr(&e.csr, r0, r1, L.d, &e.csc)
-        dw_sparse(xb + r0 * L.d, r1 - r0, L.d, grad + r0 * L.k, L.k, &e.csc, <floating*>L.dW,
-                  L.zero_rows, <floating*>L.W, False, 0, r0 > 0, e.team)
+        weight_grad_loops(xb + r0 * L.d, r1 - r0, L.d, grad + r0 * L.k, L.k, &e.csc,
+                          <floating*>L.dW, L.dirty, <floating*>L.W, False, 0, r0 > 0, e.team)
         r0 = r1
 
 
@@ -115,17 +121,17 @@ cdef inline void backward_and_update(Epoch* e, const floating* xb, Py_ssize_t m,
     cdef Py_ssize_t l
     cdef Layer* L
     cdef const floating* x
-    cdef bint row_loops
+    cdef bint loops
     cdef bint plain_sgd = e.optimizer == OPT_SGD and e.hyper[H_WEIGHT_DECAY] == 0
     for l in range(e.n_layers - 1, -1, -1):
         L = &e.layers[l]
         if l == 0 and m < SMALL_ROWS:
-            delta_and_db(<const floating*>L.out, <floating*>L.grad, m, L.k, L.act,
-                         <floating>L.slope, <floating*>L.db)
-            L.fused = plain_sgd
+            delta_and_db(<const floating*>L.z, <const floating*>L.out, <floating*>L.grad, m,
+                         L.k, L.act, <floating>L.alpha, <floating*>L.db)
+            L.stepped = plain_sgd
             dw_scatter(&e.touched, &e.csr, xb, m, L.d, <const floating*>L.grad, L.k,
-                       <floating*>L.dW, L.fused, <floating*>L.W, <floating>e.hyper[H_LR])
-            memset(L.zero_rows, 0, L.d)  # what the by-feature path knew no longer holds
+                       <floating*>L.dW, L.stepped, <floating*>L.W, <floating>e.hyper[H_LR])
+            memset(L.dirty, 1, L.d)  # what the by-feature path knew no longer holds
             continue
         if l == 0:
             e.touched.known = False  # the paths below write dW their own way
@@ -133,26 +139,27 @@ cdef inline void backward_and_update(Epoch* e, const floating* xb, Py_ssize_t m,
             backward_first_blocks(e, xb, m)
             continue
         x = xb if l == 0 else <const floating*>e.layers[l - 1].out
-        row_loops = m < SMALL_ROWS or (l == 0 and sparse_input)
-        if row_loops and l == 0:
+        loops = m < SMALL_ROWS or (l == 0 and sparse_input)
+        if loops and l == 0:
             csc_from_csr(&e.csr, 0, m, L.d, &e.csc)
-        elif row_loops:
+        elif loops:
             build_csc(x, m, L.d, &e.csc)
-        L.fused = row_loops and plain_sgd
-        dense_backward_impl(x, m, L.d, <floating*>L.W, L.k, <const floating*>L.out,
-                            <floating*>L.grad, L.act, <floating>L.slope, <floating*>L.dW,
-                            <floating*>L.db,
-                            NULL if l == 0 else <floating*>e.layers[l - 1].grad,
-                            &e.csc if row_loops else NULL, L.zero_rows, L.fused,
-                            <floating>e.hyper[H_LR], e.team)
+        L.stepped = loops and plain_sgd
+        dense_backward_kernel(x, m, L.d, <floating*>L.W, L.k, <const floating*>L.z,
+                              <const floating*>L.out, <floating*>L.grad, L.act,
+                              <floating>L.alpha, <floating*>L.dW, <floating*>L.db,
+                              NULL if l == 0 else <floating*>e.layers[l - 1].grad,
+                              &e.csc if loops else NULL, L.dirty, L.stepped,
+                              <floating>e.hyper[H_LR], e.team)
     e.step += 1
     for l in range(e.n_layers):
         L = &e.layers[l]
-        if not L.fused:
-            update(e.optimizer, <floating*>L.W, <const floating*>L.dW, <floating*>L.s1w,
-                   <floating*>L.s2w, L.d * L.k, e.hyper, e.step, e.team)
-        update(e.optimizer, <floating*>L.b, <const floating*>L.db, <floating*>L.s1b,
-               <floating*>L.s2b, L.k, e.hyper, e.step, e.team)
+        if not L.stepped:
+            update_by_code(e.optimizer, <floating*>L.W, <const floating*>L.dW,
+                           <floating*>L.s1w, <floating*>L.s2w, L.d * L.k, e.hyper, e.step,
+                           e.team)
+        update_by_code(e.optimizer, <floating*>L.b, <const floating*>L.db, <floating*>L.s1b,
+                       <floating*>L.s2b, L.k, e.hyper, e.step, e.team)
 
 
 cdef inline double train_batch(Epoch* e, const floating* X, Py_ssize_t start,
@@ -163,15 +170,15 @@ cdef inline double train_batch(Epoch* e, const floating* X, Py_ssize_t start,
     cdef Py_ssize_t l
     cdef Layer* L
     cdef double loss
-    cdef bint sparse_input = use_row_loops(m, e.layers[0].d, gather(e, X, start, m))
+    cdef bint sparse_input = use_loops(m, e.layers[0].d, gather(e, X, start, m))
     if sparse_input:
         build_csr(xb, m, e.layers[0].d, &e.csr)
     for l in range(e.n_layers):
         L = &e.layers[l]
-        dense_forward_impl(x, m, L.d, <const floating*>L.W, L.k, <const floating*>L.b,
-                           L.act, <floating>L.slope, <floating*>L.out,
-                           m < SMALL_ROWS or (l == 0 and sparse_input),
-                           &e.csr if l == 0 and sparse_input else NULL, e.team)
+        dense_forward_kernel(x, m, L.d, <const floating*>L.W, L.k, <const floating*>L.b,
+                             L.act, <floating>L.alpha, <floating*>L.z, <floating*>L.out,
+                             m < SMALL_ROWS or (l == 0 and sparse_input),
+                             &e.csr if l == 0 and sparse_input else NULL, e.team)
         x = <const floating*>L.out
     L = &e.layers[e.n_layers - 1]
     loss = loss_by_code(e.loss, x, e.y_batch, <floating*>L.grad, m, L.k)
@@ -180,7 +187,7 @@ cdef inline double train_batch(Epoch* e, const floating* X, Py_ssize_t start,
     return loss
 
 
-cdef inline Py_ssize_t run_epoch(Epoch* e, const floating* X) noexcept nogil:
+cdef inline Py_ssize_t train_epoch_kernel(Epoch* e, const floating* X) noexcept nogil:
     """Train on every batch of ``e.order``; return the number of losses recorded."""
     cdef Py_ssize_t start = 0, m, done = 0
     cdef bint timed = e.team.size > 1 and fastnn_has_openmp()
