@@ -251,10 +251,6 @@ def test_every_backend_trains_every_layer_kind_like_the_reference(request, backe
     reference's weights (layers a backend does not fuse run through its kernels, per batch)."""
     from fastnn.layers import LAYERS
 
-    if backend == "numba":
-        request.applymarker(pytest.mark.xfail(strict=True, raises=AttributeError, reason=(
-            "fastnn.backends.numba has no conv2d_*/maxpool2d_* kernels (24fb4db) and fit "
-            "does not fall back (AttributeError); 'auto' picks numba")))  # fmt: skip
     assert {layer.kind for layer in every_kind()} == set(LAYERS), "add the new kind here"
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((24, 1, 6, 6)), rng.integers(0, 3, 24)
