@@ -75,7 +75,7 @@ def z_buffer(act, n, k, dtype, fill=None):
 # The contract itself -------------------------------------------------------------------------
 # Known gaps of a backend: kernels of the contract it does not have yet (strict: the marker
 # must go when the gap closes).
-NOT_YET: dict[str, tuple[str, ...]] = {}  # backend -> contract names it lacks
+NOT_YET: dict[str, tuple[str, ...]] = {}
 
 
 @pytest.mark.parametrize("name", available_backends())
