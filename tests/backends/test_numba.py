@@ -319,13 +319,11 @@ def test_inconsistent_workspace_is_an_error_not_a_crash():
 
 def test_package_mirrors_the_other_backends():
     """The contract, the module names and the shared identifiers of BACKEND_SPEC's table."""
-    from fastnn.backends._frontend import CONV_NAMES, contract_names
+    from fastnn.backends._frontend import contract_names
     from fastnn.backends.numba import activations, epoch, jit, losses, optim
 
     assert nb.NAME == "numba" and nb.FUSED_LAYERS == frozenset({"dense"})
     for name in contract_names():
-        if name in CONV_NAMES and name not in vars(nb):
-            continue  # convolution kernels: not ported to Numba yet (bind leaves them out)
         assert vars(nb)[name].__doc__.startswith("numba backend:"), name
     shared = {activations: ["bias_act_row", "act_backward_row"], losses: ["loss_by_code"],
               dense: ["dense_forward_kernel", "dense_backward_kernel", "use_loops"],

@@ -92,6 +92,13 @@ def test_conv2d_matches_the_reference(shape, dtype):
                 close(actual[name], value, dtype, f"{C.ACTIVATION_NAMES[act]} {name}")
 
 
+def test_the_backend_binds_every_conv_kernel_of_the_contract():
+    from fastnn.backends._frontend import CONV_NAMES
+
+    for name in CONV_NAMES:
+        assert vars(nb)[name].__doc__.startswith("numba backend:"), name
+
+
 def test_the_shapes_run_both_kernel_families():
     """The parity cases reach the NCHW row kernels and the NHWC blocks, forward and backward."""
     seen = set()

@@ -53,11 +53,12 @@ globals().update(bind(NAME, _trusted_entry_points()))
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads for the BLAS products (the only multi-threaded work of this backend).
+    """Use ``n`` threads for the BLAS products and for the convolution and pooling kernels.
 
-    The kernels themselves are single-threaded by design (no OpenMP ``prange`` next to BLAS,
-    see :mod:`.jit`); Numba's own pool is set too, capped at its maximum, so Numba code a user
-    writes alongside agrees. Applies to every BLAS library in the process.
+    The dense kernels are single-threaded by design (no OpenMP ``prange`` next to BLAS, see
+    :mod:`.jit`); the conv/pool kernels split the batch over ``n`` threads of their own passive
+    team (:mod:`.team`). Numba's own pool is set too, capped at its maximum, so Numba code a
+    user writes alongside agrees. Applies to every BLAS library in the process.
 
     Parameters
     ----------

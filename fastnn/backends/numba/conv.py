@@ -17,8 +17,11 @@ B. Work is per image, so every scratch array stays in L1/L2; scratch is allocate
 C. Threads: the threads of :mod:`.team` (as many as the backend's, ``set_num_threads``) take
    chunks of images from a shared counter; a chunk writes only its images and its own partial
    dW/db, summed in chunk order at the end (the same result for any number of threads). No
-   BLAS call happens inside a conv kernel and the team waits passively, so BLAS (the dense
-   layers) and the team never spin beside each other.
+   BLAS call happens inside a conv kernel and the team waits passively (never spins).
+   OpenBLAS's own workers do spin, for ~0.1 s after every threaded call (measured: a whole
+   core), so with 2 threads the dense layers leave a spinning BLAS worker beside the team in
+   every batch: MNIST_99 at batch 256 took 40 ms per batch so, 28 ms with BLAS held to one
+   thread and the team at two. Which pool gets the threads is the backend's setting.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ Design:
 A. Each thread owns a slice of the output (a range of images, or its own partial weight
    gradient, summed by the caller afterwards): no atomics, no shared accumulation.
 B. Waiting is passive: workers block on a queue (a futex), never spin, so they leave the cores
-   to BLAS (which runs only between conv kernels, while the team sleeps). This is the OpenMP
-   spin pitfall of DESIGN.md avoided by construction, without any process-wide setting.
+   to BLAS (which runs only between conv kernels, while the team sleeps): the OpenMP spin
+   pitfall of DESIGN.md avoided on this side without any process-wide setting. (OpenBLAS's
+   workers still spin ~0.1 s after each threaded call: see :mod:`.conv`, Design C.)
 C. The team serves one call at a time. A second thread calling meanwhile (two fits in
    parallel) runs its parts itself, one after the other: same results, no waiting on the other.
 D. Work is shared out dynamically (:func:`run_chunked`): the threads take chunks of CHUNK
