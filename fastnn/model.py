@@ -12,9 +12,9 @@ import numpy as np
 from . import _codes as C
 from . import io
 from ._feed import cast_into, is_direct
+from ._predict import exclusive_plan, fast_forward
 from ._validation import check_dtype, check_input_scale, check_seed, check_X, check_X_in_place
 from .backends import resolve_backend
-from .backends.workspace import make_slots
 from .history import History
 from .layers import Layer
 from .losses import Loss, get_loss
@@ -201,6 +201,9 @@ class Sequential:
         backend: str | None = None,
         input_scale: float | None = None,
     ) -> np.ndarray:
+        fast = fast_forward(self, X, last_act, backend, input_scale)
+        if fast is not None:  # the served call: one sample or a few, nothing to convert
+            return fast
         self._require_built(X)
         B = resolve_backend(backend or self.backend)
         scale = check_input_scale(input_scale)
@@ -237,50 +240,16 @@ class Sequential:
         if not direct and buffer is None:
             buffer = np.empty((min(n, PREDICT_CHUNK), *X.shape[1:]), dtype=self.dtype)
         chunk = PREDICT_CHUNK if buffer is None else min(PREDICT_CHUNK, buffer.shape[0])
-        run = self._predict_plan(B, min(n, chunk), last_act)
-        for start in range(0, n, chunk):
-            m = min(chunk, n - start)
-            sel = slice(start, start + m) if rows is None else rows[start : start + m]
-            if direct:
-                x = X[sel]
-            else:
-                cast_into(X, sel, buffer[:m], scale)
-                x = buffer[:m]
-            yield sel, run(x).reshape(m, -1)
-
-    def _predict_plan(self, B: ModuleType, rows: int, last_act: int):  # noqa: ANN202
-        """A forward pass for up to ``rows`` samples, kept between calls (a served model
-        predicts one sample at a time: buffers are allocated once, not per call).
-
-        A backend with ``prepare_predict_dense`` runs a stack of dense layers in one compiled
-        call; otherwise the layers run one by one on their kernels. A plan is rebuilt when a
-        parameter array was replaced (``layer.W = ...``), never reused stale.
-        """
-        key = (B.NAME, rows, last_act)
-        cached = self.__dict__.setdefault("_plans", {}).get(key)
-        if cached is not None and all(getattr(la, n) is a for la, n, a in cached[0]):
-            return cached[1]
-        refs = [(la, n, getattr(la, n)) for la in self.layers for n in la.param_names]
-        acts = [layer.act_code for layer in self.layers[:-1]] + [last_act]
-        if hasattr(B, "prepare_predict_dense") and all(la.kind == "dense" for la in self.layers):
-            run = B.prepare_predict_dense(
-                [la.W for la in self.layers], [la.b for la in self.layers], acts,
-                [la.act_alpha for la in self.layers], rows,
-            )  # fmt: skip
-        else:
-            slots = make_slots(self.layers, acts, rows, self.dtype, training=False)
-
-            def run(x: np.ndarray) -> np.ndarray:
-                m = x.shape[0]
-                for layer, slot in zip(self.layers, slots, strict=True):
-                    layer.forward_into(B, x, slot, m)
-                    x = slot.output[:m]
-                return x
-
-        if len(self._plans) > 8:  # a few batch sizes and output kinds, not an unbounded cache
-            self._plans.clear()
-        self._plans[key] = (refs, run)
-        return run
+        with exclusive_plan(self, B, min(n, chunk), last_act) as plan:
+            for start in range(0, n, chunk):
+                m = min(chunk, n - start)
+                sel = slice(start, start + m) if rows is None else rows[start : start + m]
+                if direct:
+                    x = X[sel]
+                else:
+                    cast_into(X, sel, buffer[:m], scale)
+                    x = buffer[:m]
+                yield sel, plan.run(x).reshape(m, -1)
 
     def _loss_input_act(self, loss: Loss | None) -> int:
         """Last layer's activation as ``loss`` sees it: identity where the loss fuses it."""

@@ -202,7 +202,7 @@ def _conv_kernels(impl: Any) -> dict[str, Callable]:
 
 def _predict_kernel(impl: Any) -> dict[str, Callable]:
     """The optional whole-forward kernel, prepared once per model and batch capacity."""
-    if not hasattr(impl, "predict_dense"):
+    if not hasattr(impl, "prepare_predict_dense"):
         return {}
 
     def prepare_predict_dense(
@@ -222,6 +222,7 @@ def _predict_kernel(impl: Any) -> dict[str, Callable]:
         probe = np.zeros((rows, weights[0].shape[0]), dt)
         _checks.check_predict_dense(probe, weights, biases, acts_arr, alphas_arr, outs, zs)
         d0 = weights[0].shape[0]
+        run = impl.prepare_predict_dense(weights, biases, acts_arr, alphas_arr, outs, zs)
 
         def predict(x: np.ndarray) -> np.ndarray:
             if not (
@@ -233,7 +234,7 @@ def _predict_kernel(impl: Any) -> dict[str, Callable]:
                 and x.flags.c_contiguous
             ):
                 raise ValueError(f"x must be a C-contiguous {dt} array of shape (<= {rows}, {d0})")
-            impl.predict_dense(x, weights, biases, acts_arr, alphas_arr, outs, zs)
+            run(x)
             return outs[-1][: x.shape[0]]
 
         return predict

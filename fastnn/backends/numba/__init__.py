@@ -45,7 +45,8 @@ def _trusted_entry_points() -> SimpleNamespace:
         if len(owner) != 1:
             raise ImportError(f"numba backend: {name!r} is defined in {len(owner)} modules")
         found[name] = getattr(owner[0], name)
-    found["predict_dense"] = predict.predict_dense  # optional: the whole forward in one call
+    # optional: the whole forward in one call
+    found["prepare_predict_dense"] = predict.prepare_predict_dense
     return SimpleNamespace(**found)
 
 

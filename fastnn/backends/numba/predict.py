@@ -1,18 +1,34 @@
 """The whole forward pass of a stack of dense layers in one compiled call (``predict_dense``).
 
-A served model predicts one sample at a time: at batch 1 the work is a few microseconds, and
-Python between the layers (one checked kernel call per layer, buffers per call) costs more than
-the arithmetic. ``predict_dense`` runs every layer inside one Numba call over buffers that the
-model keeps between calls; each layer still chooses loops or BLAS by the cost model of
-:mod:`.dense` (loops for tiny batches, BLAS for big ones).
+Design:
+
+A. A served model predicts one sample at a time: at batch 1 the work is a few microseconds, and
+   Python between the layers (one checked kernel call per layer, buffers per call) costs more
+   than the arithmetic. ``predict_dense_kernel`` runs every layer inside one Numba call over
+   buffers that the model keeps between calls; each layer still chooses loops or BLAS by the
+   cost model of :mod:`.dense` (loops for tiny batches and sparse inputs, BLAS for dense ones).
+B. :func:`prepare_predict_dense` builds everything a call needs but ``x`` once (the tuples, the
+   int32 scratch of the loops), so a call is one dispatch into compiled code.
+C. Large batches (``TEAM_ROWS`` rows and more) are cut into one contiguous block of rows per
+   thread of :mod:`.team`, each block's forward pass one compiled call on its own scratch and
+   output rows (the cost model told that it runs on one thread). Rows are independent in a
+   forward pass, so the outputs are the same as in one call. Measured on MNIST digits at batch
+   1024 (784-128-10, 2 threads): one call with threaded BLAS ~3.3 ms; two blocks of zero-
+   skipping loops on the team ~1.0 ms.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from .dense import blas_threads, dense_forward_kernel, use_loops
 from .jit import kernel
+from .team import TEAM
+
+#: Rows from which a batch is split over the team (Design C).
+TEAM_ROWS = 256
 
 
 @kernel
@@ -29,17 +45,36 @@ def predict_dense_kernel(x, weights, biases, acts, alphas, outs, zs, scratch, th
         inp = out
 
 
-def predict_dense(
-    x: np.ndarray,
-    weights: tuple[np.ndarray, ...],
-    biases: tuple[np.ndarray, ...],
+def _block(x, args, r0, r1, scratch) -> None:  # noqa: ANN001
+    weights, biases, acts, alphas, outs, zs = args
+    outs_b = tuple(o[r0:r1] for o in outs)
+    zs_b = tuple(z[r0:r1] if z.shape[0] else z for z in zs)
+    predict_dense_kernel(x[r0:r1], weights, biases, acts, alphas, outs_b, zs_b, scratch, 1)
+
+
+def prepare_predict_dense(
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
     acts: np.ndarray,
     alphas: np.ndarray,
-    outs: tuple[np.ndarray, ...],
-    zs: tuple[np.ndarray, ...],
-) -> None:
-    """Trusted entry point (``fastnn.backends._frontend`` checked the arguments)."""
+    outs: Sequence[np.ndarray],
+    zs: Sequence[np.ndarray],
+) -> Callable[[np.ndarray], None]:
+    """Trusted entry point (``fastnn.backends._frontend`` checked the arguments): a function
+    ``run(x)`` writing ``outs[i][:n]`` for an input ``x`` (n, d0) (Design B, C)."""
+    args = (tuple(weights), tuple(biases), acts, alphas, tuple(outs), tuple(zs))
     widest = max(W.shape[0] for W in weights)
-    scratch = np.empty(widest, np.int32)
-    predict_dense_kernel(x, tuple(weights), tuple(biases), acts, alphas, tuple(outs), tuple(zs),
-                         scratch, blas_threads())  # fmt: skip
+    scratches = [np.empty(widest, np.int32)]
+
+    def run(x: np.ndarray) -> None:
+        n, threads = x.shape[0], blas_threads()
+        if n < TEAM_ROWS or threads < 2:
+            predict_dense_kernel(x, *args, scratches[0], threads)
+            return
+        while len(scratches) < threads:
+            scratches.append(np.empty(widest, np.int32))
+        bounds = [n * t // threads for t in range(threads + 1)]
+        parts = [(x, args, bounds[t], bounds[t + 1], scratches[t]) for t in range(threads)]
+        TEAM.run(_block, parts)
+
+    return run

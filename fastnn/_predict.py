@@ -1,0 +1,136 @@
+"""Prediction plans: a model's forward pass kept ready between calls, and the served-model path.
+
+Design:
+
+A. A *plan* runs the forward pass of up to ``rows`` samples over buffers allocated once (a
+   served model predicts one sample at a time: allocating per call costs more than the
+   arithmetic). A backend with ``prepare_predict_dense`` runs a stack of dense layers in one
+   compiled call; otherwise the layers run one by one on their kernels.
+B. A plan is rebuilt when a parameter array was replaced (``layer.W = ...``), never reused
+   stale: it holds the arrays it was built from and compares them by identity.
+C. A plan's buffers serve one call at a time. Two threads predicting with one model (a web
+   server) would overwrite each other's outputs, so a call that finds the plan busy runs on a
+   fresh plan of its own (same results, its own buffers) instead of waiting.
+D. :func:`fast_forward` is the path of the common served call: an ndarray of the model dtype,
+   C-contiguous, 2-D, at most ``FAST_ROWS`` rows, no ``input_scale``. It checks exactly what
+   :func:`fastnn._validation.check_X_in_place` checks (shape, dtype, NaN/inf) with a few
+   attribute reads and one ``isfinite`` pass, and skips the chunking machinery; the result is a
+   fresh array, never a view of the plan's buffers. Anything else returns None and takes the
+   general path.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._validation import check_X_in_place
+from .backends import resolve_backend
+from .backends.workspace import make_slots
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import Sequential
+
+#: Rows a served call may have to take the fast path (Design D); its plan holds this many.
+FAST_ROWS = 64
+#: Plans a model keeps (a few batch sizes and output kinds, not an unbounded cache).
+MAX_PLANS = 8
+
+Run = Callable[[np.ndarray], np.ndarray]
+
+
+class Plan:
+    """A forward pass for up to ``rows`` samples on one backend (Design A-C)."""
+
+    __slots__ = ("refs", "run", "lock")
+
+    def __init__(self, model: Sequential, B: ModuleType, rows: int, last_act: int) -> None:
+        self.refs = tuple((la, n, getattr(la, n)) for la in model.layers for n in la.param_names)
+        self.run = _build(model, B, rows, last_act)
+        self.lock = threading.Lock()
+
+    def is_current(self) -> bool:
+        """False when a parameter array of the model was replaced since (Design B)."""
+        for layer, name, array in self.refs:
+            if getattr(layer, name) is not array:
+                return False
+        return True
+
+
+def _build(model: Sequential, B: ModuleType, rows: int, last_act: int) -> Run:
+    layers = model.layers
+    acts = [layer.act_code for layer in layers[:-1]] + [last_act]
+    if hasattr(B, "prepare_predict_dense") and all(la.kind == "dense" for la in layers):
+        return B.prepare_predict_dense(
+            [la.W for la in layers], [la.b for la in layers], acts,
+            [la.act_alpha for la in layers], rows,
+        )  # fmt: skip
+    slots = make_slots(layers, acts, rows, model.dtype, training=False)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        m = x.shape[0]
+        for layer, slot in zip(layers, slots, strict=True):
+            layer.forward_into(B, x, slot, m)
+            x = slot.output[:m]
+        return x
+
+    return run
+
+
+def plan_for(model: Sequential, B: ModuleType, rows: int, last_act: int) -> Plan:
+    """The model's plan for (backend, rows, output activation), built on first use."""
+    plans = model.__dict__.setdefault("_plans", {})
+    key = (B.NAME, rows, last_act)
+    plan = plans.get(key)
+    if plan is None or not plan.is_current():
+        if len(plans) >= MAX_PLANS:
+            plans.clear()
+        plan = plans[key] = Plan(model, B, rows, last_act)
+    return plan
+
+
+@contextmanager
+def exclusive_plan(model: Sequential, B: ModuleType, rows: int, last_act: int) -> Iterator[Plan]:
+    """The model's plan, held for the ``with`` block; a fresh one if another thread holds it
+    (Design C). Outputs of ``plan.run`` are views of its buffers, valid inside the block."""
+    plan = plan_for(model, B, rows, last_act)
+    if not plan.lock.acquire(blocking=False):
+        yield Plan(model, B, rows, last_act)
+        return
+    try:
+        yield plan
+    finally:
+        plan.lock.release()
+
+
+def fast_forward(
+    model: Sequential, X: object, last_act: int, backend: str | None, input_scale: float | None
+) -> np.ndarray | None:
+    """Outputs (n, n_outputs) of a served call (Design D), or None for the general path."""
+    if (
+        input_scale is not None
+        or type(X) is not np.ndarray
+        or X.ndim != 2
+        or X.dtype != model.dtype
+        or not X.flags.c_contiguous
+        or not 0 < X.shape[0] <= FAST_ROWS
+        or model.input_shape is None
+        or model.input_shape != X.shape[1:]
+    ):
+        return None
+    if not np.isfinite(X).all():
+        check_X_in_place(X, model.input_shape, model.dtype)  # raises with the count
+    B = resolve_backend(backend or model.backend)
+    plan = plan_for(model, B, FAST_ROWS, last_act)
+    if not plan.lock.acquire(blocking=False):  # Design C, without a context manager's cost
+        plan = Plan(model, B, FAST_ROWS, last_act)
+        return plan.run(X).reshape(X.shape[0], -1).copy()
+    try:
+        return plan.run(X).reshape(X.shape[0], -1).copy()
+    finally:
+        plan.lock.release()
