@@ -19,7 +19,8 @@ from fastnn.bench.registry import Impl, Setup
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_SKLEARN = importlib.util.find_spec("sklearn") is not None
 ROW_KEYS = {"impl", "batch_size", "epoch_s", "epoch_s_all", "compile_s", "samples_per_s", "gflops",
-            "pct_of_sgemm", "speedup_vs_reference", "test_accuracy", "peak_rss_mb"}  # fmt: skip
+            "pct_of_sgemm", "pct_of_limit", "speedup_vs_reference", "test_accuracy",
+            "peak_rss_mb"}  # fmt: skip
 
 
 def make_blobs(n_train: int = 1200, n_test: int = 400, d: int = 24, k: int = 10, seed: int = 0):
@@ -73,6 +74,20 @@ def test_flops_of_a_deeper_net_and_an_epoch():
     assert flops.flops_per_sample([5, 3]) == 4 * 5 * 3  # no hidden layer: no input gradient
 
 
+def test_nonzero_flops_count_only_the_first_layers_nonzero_inputs():
+    # MNIST: ~150 non-zero pixels of 784; the first layer's two products over those only
+    assert flops.nonzero_flops_per_sample([784, 128, 10], 150) == 4 * 150 * 128 + 6 * 128 * 10
+    assert flops.nonzero_flops_per_sample([784, 128, 10], 784) == flops.flops_per_sample(
+        [784, 128, 10]
+    )
+    with pytest.raises(ValueError, match="nonzero_inputs"):
+        flops.nonzero_flops_per_sample([784, 10], 785)
+    X = np.zeros((9000, 7), np.float32)  # more rows than one counting block
+    X[::3, 2] = 1.0
+    X[1::3, :4] = -2.0
+    assert flops.mean_nonzeros(X, block=4096) == pytest.approx((3000 + 4 * 3000) / 9000)
+
+
 @pytest.mark.parametrize("sizes", [[784], [], [784, 0, 10]])
 def test_flops_rejects_bad_sizes(sizes):
     with pytest.raises(ValueError):
@@ -118,6 +133,10 @@ def test_rates_follow_from_the_flop_formula(bench, data):
         assert row["samples_per_s"] == pytest.approx(n / row["epoch_s"])
         assert row["gflops"] == pytest.approx(per_sample * n / row["epoch_s"] / 1e9)
         assert row["pct_of_sgemm"] == pytest.approx(100 * row["gflops"] / bench["sgemm_gflops"])
+        nnz = flops.mean_nonzeros(data[0])
+        assert bench["config"]["nonzero_inputs_per_sample"] == pytest.approx(nnz)
+        useful = flops.nonzero_flops_per_sample([24, 32, 10], nnz) * n / row["epoch_s"] / 1e9
+        assert row["pct_of_limit"] == pytest.approx(100 * useful / bench["sgemm_gflops"])
 
 
 def test_speedups_are_measured_against_the_reference(bench):

@@ -330,6 +330,12 @@ def _summary(report: dict) -> str:
     lines = [f"SGEMM ceiling: {report['sgemm_gflops']:.1f} GFLOP/s "
              f"({report['machine']['threads']} threads); "
              f"{report['config']['flops_per_sample']:,} FLOP per sample"]  # fmt: skip
+    c = report["config"]
+    if c.get("nonzero_flops_per_sample") and report["sgemm_gflops"]:
+        limit_s = c["nonzero_flops_per_sample"] * c["n_train"] / report["sgemm_gflops"] / 1e9
+        lines.append(f"work really done: {c['nonzero_flops_per_sample']:,.0f} FLOP per sample "
+                     f"({c['nonzero_inputs_per_sample']:.0f} non-zero inputs); limit "
+                     f"{limit_s:.3f} s per epoch at the SGEMM ceiling")  # fmt: skip
     for r in report["rows"]:
         if r.get("speedup_vs_reference") is None and r["impl"] != "numpy" and not r.get("error"):
             lines.append("(no speed-up column: the 'numpy' reference was not part of this run)")

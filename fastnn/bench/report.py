@@ -21,6 +21,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("samples/s", "samples_per_s", "{:,.0f}"),
     ("GFLOP/s", "gflops", "{:.1f}"),
     ("% SGEMM", "pct_of_sgemm", "{:.1f}"),
+    ("% limit", "pct_of_limit", "{:.1f}"),
     ("speed-up", "speedup_vs_reference", "{:.2f}x"),
     ("test acc", "test_accuracy", "{:.2%}"),
     ("compile s", "compile_s", "{:.2f}"),
@@ -62,6 +63,20 @@ def _versions(report: dict) -> str:
     return ", ".join(f"{k} {v[k]}" for k in v if v[k])
 
 
+def _limit_md(report: dict) -> list[str]:
+    """The non-zero FLOP count and the epoch time it implies at the SGEMM ceiling."""
+    c = report["config"]
+    if not c.get("nonzero_flops_per_sample") or not report.get("sgemm_gflops"):
+        return []
+    limit_s = c["nonzero_flops_per_sample"] * c["n_train"] / report["sgemm_gflops"] / 1e9
+    return [
+        f"- Work really done: {c['nonzero_flops_per_sample']:,.0f} FLOP per sample with "
+        f"{c['nonzero_inputs_per_sample']:.1f} non-zero inputs of {c['layer_sizes'][0]} "
+        f"({c['nonzero_flop_formula']}); at the SGEMM ceiling an epoch takes **{limit_s:.3f} s**"
+        ' (the limit; "% limit" is that time over the row\'s epoch time).',
+    ]
+
+
 def markdown(report: dict) -> str:
     """The report as markdown: machine, configuration, results per batch size, extras."""
     m, c = report["machine"], report["config"]
@@ -83,6 +98,7 @@ def markdown(report: dict) -> str:
         f"(median), × {c['repeats']} repeat(s), "
         + ("each in a fresh process." if c["isolated_processes"] else "in one process."),
         f"- FLOP: {c['flops_per_sample']:,} per sample ({c['flop_formula']}).",
+        *_limit_md(report),
         "",
     ]
     headers = [h for h, _, _ in COLUMNS]

@@ -19,7 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from . import registry, tta
-from .flops import FLOP_FORMULA, flops_per_epoch, flops_per_sample, sgemm_gflops
+from .flops import (
+    FLOP_FORMULA,
+    FLOP_FORMULA_NONZERO,
+    flops_per_epoch,
+    flops_per_sample,
+    mean_nonzeros,
+    nonzero_flops_per_sample,
+    sgemm_gflops,
+)
 from .machine import machine_info
 from .worker import run_in_subprocess, run_job, save_inputs
 
@@ -162,15 +170,19 @@ def _median(values: list[float]) -> float | None:
 
 
 def assemble_row(impl: registry.Impl, batch_size: int, results: list[dict], n_train: int,
-                 layer_sizes: list[int], sgemm: float) -> dict:  # fmt: skip
-    """One report row from the results of its repeats (medians; peak memory is the maximum)."""
+                 layer_sizes: list[int], sgemm: float,
+                 nonzero_flops: float | None = None) -> dict:  # fmt: skip
+    """One report row from the results of its repeats (medians; peak memory is the maximum).
+
+    ``nonzero_flops`` (per sample, see :mod:`.flops`) gives the row's ``pct_of_limit``."""
     ok = [r for r in results if "error" not in r]
     row: dict = {"impl": impl.name, "label": impl.label, "batch_size": int(batch_size),
                  "full_batch": batch_size >= n_train,
                  "iterations_per_epoch": math.ceil(n_train / batch_size)}  # fmt: skip
     if not ok:
         row.update({k: None for k in ("epoch_s", "compile_s", "samples_per_s", "gflops",
-                                      "pct_of_sgemm", "test_accuracy", "peak_rss_mb")})  # fmt: skip
+                                      "pct_of_sgemm", "pct_of_limit", "test_accuracy",
+                                      "peak_rss_mb")})  # fmt: skip
         row.update(epoch_s_all=[], speedup_vs_reference=None,
                    error=results[0]["error"] if results else "not run")  # fmt: skip
         return row
@@ -185,6 +197,8 @@ def assemble_row(impl: registry.Impl, batch_size: int, results: list[dict], n_tr
         compile_s=_median([r["compile_s"] for r in ok]),
         samples_per_s=n_train / epoch_s, gflops=gflops,
         pct_of_sgemm=100.0 * gflops / sgemm if sgemm else None,
+        pct_of_limit=(100.0 * nonzero_flops * n_train / epoch_s / 1e9 / sgemm
+                      if sgemm and nonzero_flops else None),
         speedup_vs_reference=None,
         test_accuracy=_median([r["test_accuracy"] for r in ok]),
         peak_rss_mb=max(rss) if rss else None,
@@ -289,7 +303,8 @@ def run_benchmark(
         first_rows: list[dict] = []  # the first repeat, for the live table
 
         def row_of(impl: registry.Impl, bs: int, runs: list[dict]) -> dict:
-            return assemble_row(impl, bs, runs, n_train, layer_sizes, sgemm["gflops"])
+            return assemble_row(impl, bs, runs, n_train, layer_sizes, sgemm["gflops"],
+                                report["config"]["nonzero_flops_per_sample"])  # fmt: skip
 
         for _ in range(config.repeats):
             for bs in batch_sizes:
@@ -332,6 +347,7 @@ def _n_classes(data: tuple) -> int:
 def _config_section(config: BenchConfig, layer_sizes: list[int], batch_sizes: list[int],
                     train: tuple, source: str, threads: int) -> dict:  # fmt: skip
     """The ``config`` section of the report: what every row shares."""
+    nnz = mean_nonzeros(train[0])
     return {
         "hidden": layer_sizes[1:-1], "layer_sizes": layer_sizes, "lr": config.lr,
         "epochs": config.epochs, "warmup_epochs": config.warmup, "repeats": config.repeats,
@@ -340,6 +356,9 @@ def _config_section(config: BenchConfig, layer_sizes: list[int], batch_sizes: li
         "n_train": len(train[0]), "n_test": len(train[2]), "data": source, "seed": config.seed,
         "threads": threads, "isolated_processes": config.isolate, "quick": config.quick,
         "flops_per_sample": flops_per_sample(layer_sizes), "flop_formula": FLOP_FORMULA,
+        "nonzero_inputs_per_sample": nnz,
+        "nonzero_flops_per_sample": nonzero_flops_per_sample(layer_sizes, nnz),
+        "nonzero_flop_formula": FLOP_FORMULA_NONZERO,
     }  # fmt: skip
 
 
