@@ -59,6 +59,7 @@ def collect() -> dict[str, Any]:
 
     import fastnn
     from fastnn.backends import AUTO_ORDER, backend_status
+    from fastnn.backends._blas import scipy_blas_idle
 
     status = backend_status()  # loads every backend: also sets up their thread pools
     try:
@@ -72,8 +73,9 @@ def collect() -> dict[str, Any]:
     except ImportError:
         scipy_version = None
     env = {k: os.environ[k] for k in ("FASTNN_BACKEND", "FASTNN_DATA", "OMP_NUM_THREADS",
-           "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "OMP_WAIT_POLICY",
-           "NUMBA_THREADING_LAYER") if k in os.environ}  # fmt: skip
+           "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "MKL_NUM_THREADS",
+           "NUMBA_NUM_THREADS", "OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER")
+           if k in os.environ}  # fmt: skip
     return {
         "fastnn": fastnn.__version__,
         "python": platform.python_version(),
@@ -85,6 +87,7 @@ def collect() -> dict[str, Any]:
         "default_backend": auto,
         "threads": {"fastnn": fastnn.get_num_threads(), "numba": _numba()},
         "thread_pools": thread_pools(load_blas=True),
+        "scipy_blas_idle": scipy_blas_idle(),
         "cpu": _cpu(),
         "environment": env,
     }
@@ -118,6 +121,8 @@ def format_info(info: dict[str, Any]) -> str:
         name = f"{p.get('internal_api')} {p.get('version') or ''}".strip()
         lines.append(f"  {p.get('user_api')}: {name} ({p.get('num_threads')} threads{extra}) "
                      f"{p.get('filepath', '')}")  # fmt: skip
+    if info.get("scipy_blas_idle"):
+        lines.append(f"  idle workers of SciPy's OpenBLAS: {info['scipy_blas_idle']}")
     cpu = info["cpu"]
     usable = f", {cpu['usable_cpus']} usable" if "usable_cpus" in cpu else ""
     lines.append(f"CPU: {cpu.get('model') or 'unknown'} ({cpu['machine']}), "

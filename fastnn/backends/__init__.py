@@ -100,6 +100,13 @@ import os
 import warnings
 from types import ModuleType
 
+from ._blas import load_scipy_blas
+
+# First, before any backend imports SciPy (the reference's scipy.special loads the same
+# OpenBLAS): SciPy's OpenBLAS, which both compiled backends call, with idle workers that
+# sleep instead of spinning beside the backends' own threads (see _blas.py).
+load_scipy_blas()
+
 BACKEND_NAMES: tuple[str, ...] = ("numpy", "numba", "cython")
 # "auto" tries the compiled backends first, fastest first (see README "Backends").
 AUTO_ORDER: tuple[str, ...] = ("cython", "numba", "numpy")
