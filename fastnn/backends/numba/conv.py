@@ -18,10 +18,11 @@ C. Threads: the threads of :mod:`.team` (as many as the backend's, ``set_num_thr
    chunks of images from a shared counter; a chunk writes only its images and its own partial
    dW/db, summed in chunk order at the end (the same result for any number of threads). No
    BLAS call happens inside a conv kernel and the team waits passively (never spins).
-   OpenBLAS's own workers do spin, for ~0.1 s after every threaded call (measured: a whole
-   core), so with 2 threads the dense layers leave a spinning BLAS worker beside the team in
-   every batch: MNIST_99 at batch 256 took 40 ms per batch so, 28 ms with BLAS held to one
-   thread and the team at two. Which pool gets the threads is the backend's setting.
+   OpenBLAS's own workers spin by default, for ~0.1 s after every threaded call (measured: a
+   whole core), so with 2 threads the dense layers left a spinning BLAS worker beside the team
+   in every batch: MNIST_99 at batch 256 took 40 ms per batch so, 28 ms with BLAS held to one
+   thread. fastnn loads SciPy's OpenBLAS with workers that park at once instead
+   (:mod:`fastnn.backends._blas`), so BLAS and the team both keep two threads.
 """
 
 from __future__ import annotations
