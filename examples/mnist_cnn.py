@@ -31,11 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default=None, help="default: the fastest that loads")
     args = parser.parse_args(argv)
 
-    X, y, X_test, y_test = load_mnist()
+    X, y, X_test, y_test = load_mnist(channels=True)  # (n, 1, 28, 28) pixels in [0, 1]
     if args.subset:
         X, y = X[: args.subset], y[: args.subset]
-    # (n, 784) pixels in [0, 1] -> (n, 1, 28, 28) images, standardised.
-    X, X_test = (standardize(a.reshape(-1, 1, 28, 28)) for a in (X, X_test))
+    X, X_test = standardize(X), standardize(X_test)  # (x - mean) / std
     recipe = {**MNIST_99, "epochs": args.epochs}
     model, optimizer, schedule = build(recipe)
     print(model.summary())

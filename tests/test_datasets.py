@@ -177,6 +177,11 @@ def test_load_mnist_outputs(tmp_path, fake_mnist):
     assert U.dtype == np.uint8 and U.shape == (12, 28, 28) and Ut.shape == (5, 28, 28)
     np.testing.assert_array_equal(U, arrays[STEMS[0]])
     U[0, 0, 0] = 1  # writable
+    C, _, Ct, _ = load_mnist(root=tmp_path / "d", channels=True)
+    assert C.shape == (12, 1, 28, 28) and Ct.shape == (5, 1, 28, 28)  # NCHW, for Conv2D
+    np.testing.assert_array_equal(C.reshape(12, 784), X)
+    with pytest.raises(ValueError, match="flatten=True .* channels=True"):
+        load_mnist(root=tmp_path / "d", flatten=True, channels=True)
 
 
 def test_load_mnist_reads_raw_and_gzip(tmp_path, fake_mnist):

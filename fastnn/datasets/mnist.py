@@ -211,8 +211,12 @@ def _read_or_refetch(path: Path, stem: str, verify: bool, refetch: bool) -> np.n
         return _read_checked(fresh, stem, verify)
 
 
-def _features(images: np.ndarray, dtype: np.dtype, normalize: bool, flatten: bool) -> np.ndarray:
-    x = images.reshape(len(images), -1) if flatten else images
+def _features(images: np.ndarray, dtype: np.dtype, normalize: bool, flatten: bool,
+              channels: bool) -> np.ndarray:  # fmt: skip
+    if flatten:
+        x = images.reshape(len(images), -1)
+    else:
+        x = images.reshape(len(images), 1, *images.shape[1:]) if channels else images
     if dtype == np.uint8:
         return x.copy()  # own, writable memory rather than a view of immutable bytes
     if normalize:
@@ -226,8 +230,9 @@ def load_mnist(
     download: bool = True,
     dtype: str | np.dtype | type = "float32",
     normalize: bool = True,
-    flatten: bool = True,
+    flatten: bool | None = None,
     *,
+    channels: bool = False,
     verify: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Load MNIST: 60,000 training and 10,000 test images of handwritten digits.
@@ -247,8 +252,12 @@ def load_mnist(
         dtype of the images; ``"uint8"`` requires ``normalize=False``.
     normalize : bool, default True
         Scale pixel values from 0..255 to [0, 1].
-    flatten : bool, default True
-        Images as rows of 784 pixels; otherwise as 28x28 arrays.
+    flatten : bool, optional
+        Images as rows of 784 pixels (the default, what an MLP takes); ``False``: as 28x28
+        arrays.
+    channels : bool, default False
+        Images as ``(n, 1, 28, 28)``: the NCHW layout of ``fastnn.Conv2D`` (and PyTorch), one
+        channel. Not with ``flatten=True``.
     verify : bool, default True
         Compare the SHA-256 of each decompressed file with the published value (once per
         process per unchanged file). Structural checks run either way. ``False`` is for other
@@ -256,9 +265,9 @@ def load_mnist(
 
     Returns
     -------
-    X_train : ndarray, shape (60000, 784) or (60000, 28, 28)
+    X_train : ndarray, shape (60000, 784), (60000, 28, 28) or (60000, 1, 28, 28)
     y_train : ndarray of int64, shape (60000,), values in 0..9
-    X_test : ndarray, shape (10000, 784) or (10000, 28, 28)
+    X_test : ndarray, shape (10000, 784), (10000, 28, 28) or (10000, 1, 28, 28)
     y_test : ndarray of int64, shape (10000,), values in 0..9
 
     Raises
@@ -274,10 +283,19 @@ def load_mnist(
     >>> X_train, y_train, X_test, y_test = load_mnist()  # doctest: +SKIP
     >>> X_train.shape, X_train.dtype, y_train.dtype
     ((60000, 784), dtype('float32'), dtype('int64'))
+    >>> X_train, _, _, _ = load_mnist(channels=True)  # doctest: +SKIP
+    >>> X_train.shape  # for fastnn.Conv2D(1, ...)
+    (60000, 1, 28, 28)
     """
-    for name, flag in (("download", download), ("normalize", normalize),
-                       ("flatten", flatten), ("verify", verify)):  # fmt: skip
+    for name, flag in (("download", download), ("normalize", normalize), ("channels", channels),
+                       ("verify", verify)):  # fmt: skip
         check_bool(name, flag)  # download="no" would otherwise download
+    if flatten is not None:
+        check_bool("flatten", flatten)
+    if flatten and channels:
+        raise ValueError("flatten=True gives rows of 784 pixels; channels=True gives (n, 1, 28, "
+                         "28) images: pass one of them")  # fmt: skip
+    flatten = not channels if flatten is None else flatten
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -300,8 +318,8 @@ def load_mnist(
             )
     train_images, train_labels, test_images, test_labels = arrays.values()
     return (
-        _features(train_images, dt, normalize, flatten),
+        _features(train_images, dt, normalize, flatten, channels),
         train_labels.astype(np.int64),
-        _features(test_images, dt, normalize, flatten),
+        _features(test_images, dt, normalize, flatten, channels),
         test_labels.astype(np.int64),
     )
