@@ -28,7 +28,7 @@ from .layers import ACTIVATIONS
 from .recipes import MNIST_98, MNIST_99, MODELS, SCHEDULES, build, standardize
 
 OPTIMIZER_CHOICES = ("sgd", "momentum", "adam")
-DEFAULT_LR = {"sgd": 0.1, "momentum": MNIST_98["lr"], "adam": 1e-3}
+DEFAULT_LR = {"sgd": 0.1, "momentum": 0.2, "adam": 1e-3}
 # The optimizer a recipe names takes the recipe's rate by default.
 RECIPE_LR = {"mlp": MNIST_98["lr"], "cnn": MNIST_99["lr"]}
 
@@ -118,7 +118,8 @@ def build_parser(model: str = "mlp") -> argparse.ArgumentParser:
         default=None,
         help=f"learning rate (default: sgd 0.1, momentum {DEFAULT_LR['momentum']:g}, adam 0.001)",
     )
-    add("--momentum", type=float, default=r.get("momentum", 0.9), help="for --optimizer momentum")
+    add("--momentum", type=float, default=r.get("momentum") or 0.9,
+        help="for --optimizer momentum (default 0.9)")  # fmt: skip
     add("--nesterov", action="store_true", help="Nesterov momentum")
     add(
         "--betas",

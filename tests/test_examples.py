@@ -67,7 +67,10 @@ def test_failure_modes_shows_each_failure_and_remedy(mnist_root):
 def test_mnist_98_smoke_run(mnist_root):
     out = run_example("mnist_98.py", "--subset", "2000", "--epochs", "1", data=mnist_root).stdout
     assert re.search(r"test accuracy 0\.\d{4} after \d+\.\d\d s of training", out)
-    assert "16 iterations, 1 epochs" in out  # ceil(2000 / 128)
+    from fastnn.recipes import MNIST_98
+
+    iterations = -(-2000 // MNIST_98["batch_size"])
+    assert f"{iterations} iterations, 1 epochs" in out
 
 
 @pytest.mark.slow
