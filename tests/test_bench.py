@@ -444,3 +444,24 @@ def test_sklearn_peer_brings_the_fastnn_estimator_row():
     chosen, _ = runner.select_impls(runner.BenchConfig(backends=["numpy"], peers=["sklearn"]))
     names = [impl.name for impl in chosen]
     assert names.index("fastnn-sklearn") == names.index("sklearn") + 1
+
+
+# A busy machine on demand ----------------------------------------------------------------------
+def test_busy_core_competitor_runs_on_its_core_and_is_killed():
+    import os
+
+    from fastnn.bench import busy
+
+    core = sorted(os.sched_getaffinity(0))[-1]
+    with busy.competitor(core) as pid:
+        assert os.sched_getaffinity(pid) == {core}
+        os.kill(pid, 0)  # alive
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with busy.competitor(None) as nothing:
+        assert nothing is None
+
+
+def test_busy_core_must_be_usable(capsys):
+    assert cli.main(["--busy-core", "9999", "--quick"]) == 2
+    assert "--busy-core 9999: not a usable core" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
+from .busy import competitor
 from .runner import QUICK, BenchConfig
 
 DEFAULT_JSON = "fastnn-bench.json"
@@ -121,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a("--warmup", type=int, default=1, help="untimed warm-up epochs per row (default 1)")
     a("--threads", type=_positive(int), default=None, help="threads for every implementation")
+    a(
+        "--busy-core",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run beside a competing process that keeps core N busy (a shared machine)",
+    )
     a("--lr", type=_positive(float), default=0.05, help="SGD learning rate (default 0.05)")
     a("--seed", type=int, default=0, help="seed of the initial weights and shuffling")
     a(
@@ -226,15 +234,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("fastnn bench: --warmup must be >= 0", file=sys.stderr)
         return 2
     config = config_from_args(args)
-    if args.predict:
-        return _predict(config, args)
-    model = args.model or ("mlp" if args.quick else "all")
     try:
-        report = _run(args, config, model)
+        with competitor(args.busy_core):
+            if args.predict:
+                return _predict(config, args)
+            report = _run(args, config, args.model or ("mlp" if args.quick else "all"))
     except (ValueError, FileNotFoundError) as exc:
         print(f"fastnn bench: {exc}", file=sys.stderr)
         return 2
     report["command"] = shlex.join(["fastnn", "bench", *argv])
+    report["busy_core"] = args.busy_core
     md = rep.markdown(report) if report.get("rows") else ""
     if report.get("cnn"):
         from .cnn import cnn_markdown

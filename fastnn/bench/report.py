@@ -63,6 +63,14 @@ def _versions(report: dict) -> str:
     return ", ".join(f"{k} {v[k]}" for k in v if v[k])
 
 
+def _busy_md(report: dict) -> list[str]:
+    core = report.get("busy_core")
+    if core is None:
+        return []
+    return [f"- **Busy machine:** a competing process kept core {core} fully busy for the "
+            "whole run (`--busy-core`)."]  # fmt: skip
+
+
 def _limit_md(report: dict) -> list[str]:
     """The non-zero FLOP count and the epoch time it implies at the SGEMM ceiling."""
     c = report["config"]
@@ -87,6 +95,7 @@ def markdown(report: dict) -> str:
         f"Measured {m['date'][:10]} by `{report.get('command', 'fastnn bench')}` on "
         f"{m['cpu']} ({m['cores']} cores usable, {m['threads']} threads used).",
         "",
+        *_busy_md(report),
         f"- Versions: {_versions(report)}.",
         f"- BLAS in the parent process: {blas or 'unknown'}; environment: {env}.",
         f"- SGEMM ceiling (float32 {report['sgemm']['size']}² matmul through NumPy, best of "
