@@ -79,7 +79,9 @@ def _last_weight_grads(weights, outputs, grads, dW, x, stepped, scratch, dirty, 
         if stepped[i]:
             inp = x if i == 0 else outputs[i - 1][:m]
             d = inp.shape[1]
-            weight_grad_loops(inp, grads[i][:m], dW[i], scratch, dirty[i, :d], False, 0.0)
+            # np.bool_: a literal False would compile weight_grad_loops a second time.
+            no_step = np.bool_(False)
+            weight_grad_loops(inp, grads[i][:m], dW[i], scratch, dirty[i, :d], no_step, 0.0)
 
 
 def _unbound(*args: object) -> float:
