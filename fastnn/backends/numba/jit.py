@@ -37,6 +37,17 @@ G. A kernel that would dispatch on a code at run time (the epoch's loss and opti
    without ever loading each other's code, and the stamp of Design B still applies. A
    dispatcher passed as an *argument* would specialize too, but its type is keyed by object
    identity and never hits the disk cache (measured: a miss in every process).
+   Measured (``benchmarks/numba_cold_start.py``, 784-128-10, CE + SGD, float32, one BLAS thread,
+   CPU seconds of the fresh process, same run; the machine was 4x oversubscribed, so every
+   figure is about 2x a quiet one; details in ``benchmarks/README.md``, "Numba cold start"):
+
+   ==============================================  ===============  ==========
+   change                                          specializations  CPU s
+   ==============================================  ===============  ==========
+   baseline (run-time loss/optimizer dispatch)     51               45.5, 39.8
+   epoch per (loss, optimizer), this point         42               36.6
+   + no literal ``False`` into weight_grad_loops   41               31.1
+   ==============================================  ===============  ==========
 """
 
 from __future__ import annotations
