@@ -169,3 +169,68 @@ def test_missing_numba_is_an_import_error():
                             text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "ImportError:" in result.stdout and "'numba'" not in result.stdout.splitlines()[-1]
+
+
+# The epoch is compiled per (loss, optimizer) (epoch.py Design E, jit.py Design G) ------------
+EPOCH_PROBE = """
+    import copy, json, sys
+    import numpy as np
+    from fastnn import _codes as C
+    from fastnn.backends import eager, numba as nb, numpy as ref
+    from fastnn.backends.numba import epoch, losses, optim
+    from fastnn.backends.workspace import Workspace
+    from fastnn.layers import Dense
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((18, 12)); X[rng.random((18, 12)) < 0.6] = 0
+    hyper = np.array([0.1, 0.9, 1.0, 0.01, 0.9, 0.999, 1e-8])
+    layers = [Dense(12, 5, "tanh"), Dense(5, 4)]
+    for layer in layers:
+        layer.build((layer.in_features,), rng, np.float64)
+    out = {}
+    for loss, opt in json.loads(sys.argv[1]):
+        y = rng.integers(0, 4, 18) if loss == C.LOSS_CROSS_ENTROPY else rng.random((18, 4))
+        wss = []
+        for run in (nb.train_epoch, lambda *a: eager.eager_epoch(ref, *a)):
+            ws = Workspace(copy.deepcopy(layers), [C.TANH, C.IDENTITY], loss, opt, hyper, 4,
+                           np.float64)
+            assert run(ws, X, y, np.arange(18), 4, np.zeros(5)) == 5
+            wss.append(ws)
+        for u, v in zip(wss[0].weights + wss[0].biases, wss[1].weights + wss[1].biases):
+            np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12)
+        stats = epoch.train_epoch_kernel(loss, opt).stats
+        out[f"{loss},{opt}"] = {"hits": sum(stats.cache_hits.values()),
+                                "misses": sum(stats.cache_misses.values())}
+    compiled = {f"{k.py_func.__module__}.{k.__name__}" for m in (losses, optim)
+                for k in vars(m).values() if getattr(k, "signatures", None)}
+    print(json.dumps({"epochs": out, "compiled": sorted(compiled)}))
+"""
+
+
+def _epoch_probe(pairs: list[tuple[int, int]], cache: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_JIT"}
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(EPOCH_PROBE), json.dumps(pairs)],
+        env={**env, "NUMBA_CACHE_DIR": str(cache)}, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_epoch_compiles_only_its_loss_and_optimizer_and_caches_each_pair(tmp_path):
+    """A fit compiles the one loss and optimizer it uses (not all five and three), and the
+    pairs share the cache files without ever loading each other's machine code."""
+    from fastnn import _codes as C
+
+    cache = tmp_path / "numba-cache"
+    mse_adam, bce_momentum = (C.LOSS_MSE, C.OPT_ADAM), (C.LOSS_BINARY_CROSS_ENTROPY, C.OPT_MOMENTUM)
+    first = _epoch_probe([mse_adam], cache)  # empty cache: compiles
+    assert first["epochs"]["0,2"] == {"hits": 0, "misses": 1}, first
+    # Only the epoch's own loss and step kernels (adam_step calls adam_update) were compiled.
+    prefix = "fastnn.backends.numba."
+    assert first["compiled"] == [prefix + "losses.mse", prefix + "optim.adam_step",
+                                 prefix + "optim.adam_update"], first  # fmt: skip
+    second = _epoch_probe([bce_momentum, mse_adam], cache)
+    assert second["epochs"]["3,1"] == {"hits": 0, "misses": 1}, ("loaded another pair", second)
+    assert second["epochs"]["0,2"] == {"hits": 1, "misses": 0}, ("the cache is not live", second)
+    assert prefix + "losses.mse" not in second["compiled"], second

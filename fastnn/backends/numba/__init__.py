@@ -8,12 +8,16 @@ trusted entry points of this package's modules, which mirror the other backends:
 - ``activations``: bias + activation of one row, its derivative, every activation code;
 - ``dense``: fused dense forward/backward (``dense_forward_kernel``/``dense_backward_kernel``),
   BLAS for dense inputs or the zero-skipping loops of ``sparse`` for tiny or sparse ones;
-- ``losses``: the five losses, value and gradient in one pass, and ``loss_by_code``;
-- ``optim``: SGD, momentum and Adam in one pass per parameter, and ``update_by_code``;
-- ``epoch``: the whole epoch in compiled code (``train_epoch_kernel``);
+- ``losses``: the five losses, value and gradient in one pass, ``loss_by_code`` (run-time
+  dispatch) and ``loss_kernel`` (the kernel of one code);
+- ``optim``: SGD, momentum and Adam in one pass per parameter, ``update_by_code`` and
+  ``update_kernel`` likewise;
+- ``epoch``: the whole epoch in compiled code, compiled per (loss, optimizer) on first use
+  (``train_epoch_kernel``);
 - ``conv``, ``pool``: direct register-blocked convolutions (vector intrinsics of ``simd``) and
   max pooling, the batch split over the threads of ``team`` (the CNN trains per batch);
-- ``jit``: the JIT flags (cache, fastmath, no ``parallel``) and the stamped disk cache.
+- ``jit``: the JIT flags (cache, fastmath, no ``parallel``), the stamped disk cache and
+  ``specialize`` (a kernel compiled per bound callee).
 
 Importing this package without Numba installed raises ImportError, which the backend registry
 reports as "unavailable".

@@ -20,20 +20,26 @@ D. Plain SGD without weight decay on a loops layer steps ``W`` inside the backwa
    says (not after a non-finite loss: those buffers then hold the failed batch). Any other
    optimizer changes every entry (decay, momentum, moments) and updates them all after the
    backward pass.
+E. The epoch is compiled per (loss, optimizer) pair, on first use: :func:`train_epoch_kernel`
+   binds ``epoch_loss`` and ``epoch_update`` of the body (:func:`_train_epoch`) to the one loss
+   and step kernel the codes select (:mod:`.jit` Design G), so a fit compiles one loss and one
+   optimizer, not all five and three a run-time dispatch would (cold start measured in
+   ``benchmarks/README.md``, "Numba cold start"). Each pair is cached on disk on its own.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from ..._codes import H_LR, H_WEIGHT_DECAY, OPT_SGD
 from ..workspace import Workspace
 from .dense import blas_threads, dense_backward_kernel, dense_forward_kernel, use_loops
-from .jit import kernel
-from .losses import loss_by_code
-from .optim import update_by_code
+from .jit import kernel, specialize
+from .losses import loss_kernel
+from .optim import update_kernel
 from .sparse import scratch_size, weight_grad_loops
 
 
@@ -73,17 +79,28 @@ def _last_weight_grads(weights, outputs, grads, dW, x, stepped, scratch, dirty, 
         if stepped[i]:
             inp = x if i == 0 else outputs[i - 1][:m]
             d = inp.shape[1]
-            weight_grad_loops(inp, grads[i][:m], dW[i], scratch, dirty[i, :d], False, 0.0)
+            # np.bool_: a literal False would compile weight_grad_loops a second time.
+            no_step = np.bool_(False)
+            weight_grad_loops(inp, grads[i][:m], dW[i], scratch, dirty[i, :d], no_step, 0.0)
 
 
-@kernel
-def train_epoch_kernel(
+def _unbound(*args: object) -> float:
+    raise RuntimeError("epoch_loss/epoch_update are bound by train_epoch_kernel (Design E)")
+
+
+epoch_loss = epoch_update = _unbound  # the names _train_epoch calls, bound per compiled copy
+
+
+def _train_epoch(
     weights, biases, state1_w, state1_b, state2_w, state2_b,
     outputs, grads, preacts, dW, db, x_batch, y_batch,
     acts, alphas, loss, optimizer, hyper, step,
     X, targets, order, batch_size, batch_losses, blas_threads,
 ):  # fmt: skip
-    """One epoch (see the kernel contract); targets and y_batch are 2-D. Returns (done, step)."""
+    """One epoch (see the kernel contract); targets and y_batch are 2-D. Returns (done, step).
+
+    Compiled only through :func:`train_epoch_kernel`; ``loss`` is the code ``epoch_loss`` was
+    bound for."""
     n_rows = order.shape[0]
     n_layers = len(weights)
     widest = 0
@@ -108,7 +125,7 @@ def train_epoch_kernel(
                 scratch, loops[i],
             )  # fmt: skip
         last = n_layers - 1
-        value = loss_by_code(loss, outputs[last][:m], y_batch[:m], grads[last][:m])
+        value = epoch_loss(outputs[last][:m], y_batch[:m], grads[last][:m])
         batch_losses[done] = value
         done += 1
         if not math.isfinite(value):
@@ -120,15 +137,31 @@ def train_epoch_kernel(
         step += 1
         for i in range(n_layers):
             if not stepped[i]:
-                update_by_code(
-                    optimizer, weights[i].reshape(-1), dW[i].reshape(-1),
+                epoch_update(
+                    weights[i].reshape(-1), dW[i].reshape(-1),
                     state1_w[i].reshape(-1), state2_w[i].reshape(-1), hyper, step,
                 )  # fmt: skip
-            update_by_code(optimizer, biases[i], db[i], state1_b[i], state2_b[i], hyper, step)
+            epoch_update(biases[i], db[i], state1_b[i], state2_b[i], hyper, step)
     if done and math.isfinite(batch_losses[done - 1]):
         m = n_rows - (done - 1) * batch_size
         _last_weight_grads(weights, outputs, grads, dW, x_batch[:m], stepped, scratch, dirty, m)
     return done, step
+
+
+_compiled: dict[tuple[int, int], Callable] = {}
+
+
+def train_epoch_kernel(loss: int, optimizer: int) -> Callable:
+    """The compiled epoch (:func:`_train_epoch`) for one loss and optimizer code (Design E).
+
+    Raises ValueError for an unknown code.
+    """
+    key = (int(loss), int(optimizer))
+    if key not in _compiled:
+        _compiled[key] = specialize(
+            _train_epoch, epoch_loss=loss_kernel(key[0]), epoch_update=update_kernel(key[1])
+        )
+    return _compiled[key]
 
 
 def train_epoch(
@@ -148,7 +181,7 @@ def train_epoch(
     n = X.shape[0]
     kt = 1 if targets.ndim == 1 else targets.shape[1]
     y_batch = ws.y_batch.reshape(ws.batch_size, kt)
-    done, step = train_epoch_kernel(
+    done, step = train_epoch_kernel(ws.loss, ws.optimizer)(
         tuple(ws.weights), tuple(ws.biases), tuple(ws.state1_w), tuple(ws.state1_b),
         tuple(ws.state2_w), tuple(ws.state2_b), tuple(ws.outputs), tuple(ws.grads),
         tuple(ws.preacts), tuple(ws.dW), tuple(ws.db), ws.x_batch, y_batch,

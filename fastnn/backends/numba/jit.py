@@ -28,11 +28,32 @@ F. ``parallel`` is off: no ``prange`` anywhere. The only multi-threaded work is 
    the sparse first-layer loops, the only place where ``prange`` could help, are already
    several times faster than the dense product they replace, so one pool (BLAS) is kept.
    See ``fastnn.backends.numba.set_num_threads``.
+G. A kernel that would dispatch on a code at run time (the epoch's loss and optimizer) is
+   compiled per code instead, by :func:`specialize`: a copy of the function whose named
+   globals are bound to the one kernel the code selects. Numba compiles (and links into the
+   caller, which LLVM then optimizes and emits again) every branch of a run-time dispatch;
+   bound, only the kernel used is compiled. Each copy's cache entries carry its bindings in the
+   index key (:meth:`_StampedCache._index_key`), so copies share the function's cache files
+   without ever loading each other's code, and the stamp of Design B still applies. A
+   dispatcher passed as an *argument* would specialize too, but its type is keyed by object
+   identity and never hits the disk cache (measured: a miss in every process).
+   Measured (``benchmarks/numba_cold_start.py``, 784-128-10, CE + SGD, float32, one BLAS thread,
+   CPU seconds of the fresh process, same run; the machine was 4x oversubscribed, so every
+   figure is about 2x a quiet one; details in ``benchmarks/README.md``, "Numba cold start"):
+
+   ==============================================  ===============  ==========
+   change                                          specializations  CPU s
+   ==============================================  ===============  ==========
+   baseline (run-time loss/optimizer dispatch)     51               45.5, 39.8
+   epoch per (loss, optimizer), this point         42               36.6
+   + no literal ``False`` into weight_grad_loops   41               31.1
+   ==============================================  ===============  ==========
 """
 
 from __future__ import annotations
 
 import hashlib
+import types
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +78,7 @@ PACKAGE = Path(__file__).resolve().parent
 CODES = PACKAGE.parent.parent / "_codes.py"
 _stamp: str | None = None
 _uncached: list[str] = []  # why caching is off in this process (Design C), once
+VARIANT = "__fastnn_variant__"  # attribute naming the bindings of a specialize() copy
 
 
 def stamped_files() -> list[Path]:
@@ -90,6 +112,11 @@ class _StampedCache(FunctionCache):
             source_stamp=(self._impl.locator.get_source_stamp(), sources_stamp()),
         )
 
+    def _index_key(self, sig: Any, codegen: Any) -> tuple:
+        """Numba's key (signature, machine, bytecode hash) plus the bindings of a
+        :func:`specialize` copy (Design G), so the copies of one function never collide."""
+        return (*super()._index_key(sig, codegen), getattr(self._py_func, VARIANT, None))
+
 
 def _run_uncached(name: str, reason: BaseException) -> None:
     if not _uncached:
@@ -117,3 +144,25 @@ def kernel(func: Callable) -> Callable:
         except RuntimeError as exc:  # "cannot cache function ...: no locator available"
             _run_uncached(func.__qualname__, exc)
     return dispatcher
+
+
+def _qualified(func: Callable) -> str:
+    py_func = getattr(func, "py_func", func)  # a dispatcher, or the function under DISABLE_JIT
+    return f"{py_func.__module__}.{py_func.__qualname__}"
+
+
+def specialize(func: Callable, **bindings: Callable) -> Callable:
+    """Compile a copy of ``func`` whose globals named in ``bindings`` are replaced (Design G).
+
+    ``func`` is a plain function (not yet a kernel) whose body calls the bound names; each
+    binding is a kernel. The copy is cached on disk like any :func:`kernel`, keyed by its
+    bindings as well (the names of the bound kernels).
+    """
+    copy = types.FunctionType(
+        func.__code__, {**func.__globals__, **bindings}, func.__name__, func.__defaults__,
+        func.__closure__,
+    )  # fmt: skip
+    copy.__qualname__ = func.__qualname__
+    copy.__doc__ = func.__doc__
+    setattr(copy, VARIANT, tuple(sorted((k, _qualified(v)) for k, v in bindings.items())))
+    return kernel(copy)

@@ -10,6 +10,8 @@ B. Targets are always 2-D here: class indices arrive as an int64 (n, 1) view. Th
    code at run time inside the compiled epoch (one specialization per target dtype). The
    contract's ``softmax_cross_entropy`` (targets (n,)) is the Python entry point in front of
    :func:`softmax_cross_entropy_kernel`.
+   The compiled epoch does not use the run-time dispatch: it is compiled per loss with the one
+   kernel of :func:`loss_kernel` (:mod:`.jit` Design G), so it never compiles the other four.
 C. Softmax losses take the row maximum first (stable log-sum-exp); the gradient entries are
    ``exp(o - lse)`` computed in float64, so ``p - 1`` of the true class does not cancel in
    float32.
@@ -137,6 +139,24 @@ def loss_by_code(loss: int, outputs: np.ndarray, targets: np.ndarray, grad: np.n
     if loss == LOSS_KL_DIVERGENCE:
         return kl_divergence(outputs, targets, grad)
     return math.nan
+
+
+#: The kernel of each loss code, all with the signature (outputs, targets 2-D, grad) -> float.
+LOSS_KERNELS = {
+    LOSS_CROSS_ENTROPY: softmax_cross_entropy_kernel,
+    LOSS_MSE: mse,
+    LOSS_CROSS_ENTROPY_SOFT: softmax_cross_entropy_soft,
+    LOSS_BINARY_CROSS_ENTROPY: binary_cross_entropy,
+    LOSS_KL_DIVERGENCE: kl_divergence,
+}
+
+
+def loss_kernel(loss: int):  # noqa: ANN201  (a Numba dispatcher)
+    """The kernel :func:`loss_by_code` runs for the code ``loss`` (ValueError if unknown)."""
+    try:
+        return LOSS_KERNELS[loss]
+    except KeyError:
+        raise ValueError(f"unknown loss code {loss!r}") from None
 
 
 def softmax_cross_entropy(outputs: np.ndarray, targets: np.ndarray, grad_out: np.ndarray) -> float:

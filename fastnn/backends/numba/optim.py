@@ -7,6 +7,10 @@ A. Each update reads param, grad and its state once and writes them once (NumPy'
    first, as the reference does, so float32 models see float32 arithmetic.
 B. Plain SGD on a sparse layer is stepped row by row inside the backward pass instead
    (:mod:`.sparse`), only where the gradient is not zero.
+C. Every optimizer has a *step* kernel of one signature, (param, grad, s1, s2, hyper, step),
+   that reads its hyper-parameters from ``hyper``. :func:`update_by_code` dispatches to them at
+   run time; the compiled epoch is compiled per optimizer with the one step of
+   :func:`update_kernel` instead (:mod:`.jit` Design G), so it never compiles the others.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from ..._codes import (
     H_WEIGHT_DECAY,
     OPT_ADAM,
     OPT_MOMENTUM,
+    OPT_SGD,
 )
 from .jit import kernel
 
@@ -92,15 +97,50 @@ def adam_update(
 
 
 @kernel
+def sgd_step(param, grad, s1, s2, hyper, step):
+    """One SGD step on flat views; s1, s2 unused; hyper (N_HYPER,)."""
+    sgd_update(param, grad, hyper[H_LR], hyper[H_WEIGHT_DECAY])
+
+
+@kernel
+def momentum_step(param, grad, s1, s2, hyper, step):
+    """One momentum step on flat views; s1 the velocity, s2 unused; hyper (N_HYPER,)."""
+    momentum_update(
+        param, grad, s1, hyper[H_LR], hyper[H_MOMENTUM], hyper[H_NESTEROV] != 0.0,
+        hyper[H_WEIGHT_DECAY],
+    )  # fmt: skip
+
+
+@kernel
+def adam_step(param, grad, s1, s2, hyper, step):
+    """One Adam step on flat views; s1, s2 the moments; hyper (N_HYPER,)."""
+    adam_update(
+        param, grad, s1, s2, hyper[H_LR], hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPS],
+        hyper[H_WEIGHT_DECAY], step,
+    )  # fmt: skip
+
+
+@kernel
 def update_by_code(
     optimizer: int, param: np.ndarray, grad: np.ndarray, s1: np.ndarray, s2: np.ndarray,
     hyper: np.ndarray, step: int,
 ):  # fmt: skip
     """One step of the optimizer code on flat views; s1/s2 its state; hyper (N_HYPER,)."""
-    lr, wd = hyper[H_LR], hyper[H_WEIGHT_DECAY]
     if optimizer == OPT_MOMENTUM:
-        momentum_update(param, grad, s1, lr, hyper[H_MOMENTUM], hyper[H_NESTEROV] != 0.0, wd)
+        momentum_step(param, grad, s1, s2, hyper, step)
     elif optimizer == OPT_ADAM:
-        adam_update(param, grad, s1, s2, lr, hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPS], wd, step)
+        adam_step(param, grad, s1, s2, hyper, step)
     else:
-        sgd_update(param, grad, lr, wd)
+        sgd_step(param, grad, s1, s2, hyper, step)
+
+
+#: The step kernel of each optimizer code (Design C).
+UPDATE_KERNELS = {OPT_SGD: sgd_step, OPT_MOMENTUM: momentum_step, OPT_ADAM: adam_step}
+
+
+def update_kernel(optimizer: int):  # noqa: ANN201  (a Numba dispatcher)
+    """The step kernel :func:`update_by_code` runs for ``optimizer`` (ValueError if unknown)."""
+    try:
+        return UPDATE_KERNELS[optimizer]
+    except KeyError:
+        raise ValueError(f"unknown optimizer code {optimizer!r}") from None
