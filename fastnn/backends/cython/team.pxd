@@ -72,7 +72,8 @@ cdef enum:
     RETRYING = 3
     RETRY_MODE = 4
     RETRIES = 5
-    STATS = 6
+    PROBED = 6        # the mode the last large batch chose inside (``epoch.pxd``), plus 1
+    STATS = 7
     RETRY_MIN = 64    # batches between retries of the slower mode, times how much slower
     RETRY_FIRST = 4   # ... for the first retry, doubling up to RETRY_MIN
     RETRY_MAX = 8192
