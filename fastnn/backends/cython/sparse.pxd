@@ -36,6 +36,7 @@ cdef enum:
     ROW_BLOCK = 256      # rows of x per nonzero pattern in the first layer's dW
     FORWARD_BLOCK = 64   # rows per block of the forward loops, handed to whichever thread is free
     FEATURE_GROUPS = 4   # groups of features per thread in a large batch's dW, likewise
+    SUPER_ROWS = 16 * ROW_BLOCK  # rows per parallel region of a large batch's dW
 
 
 cdef struct Csr:
@@ -373,32 +374,33 @@ cdef inline void feature_bounds(const Csr* csr, Py_ssize_t rows, Py_ssize_t d, i
         t += 1
 
 
-cdef inline void weight_grad_features(Py_ssize_t f0, Py_ssize_t f1, const floating* x,
-                                      Py_ssize_t m, Py_ssize_t d, const floating* delta,
-                                      Py_ssize_t k, const Csr* csr, const Csc* csc,
-                                      floating* dW, char* dirty, floating* W, bint sgd,
-                                      floating lr) noexcept nogil:
-    """Rows f0..f1 of dW = x.T @ delta, ROW_BLOCK rows of x at a time, with this chunk's own
-    by-feature pattern of each block.
+cdef inline void weight_grad_features(Py_ssize_t f0, Py_ssize_t f1, Py_ssize_t lo,
+                                      Py_ssize_t hi, const floating* x, Py_ssize_t m,
+                                      Py_ssize_t d, const floating* delta, Py_ssize_t k,
+                                      const Csr* csr, const Csc* csc, floating* dW, char* dirty,
+                                      floating* W, bint sgd, floating lr) noexcept nogil:
+    """Rows f0..f1 of dW (+)= x[lo:hi].T @ delta[lo:hi] (lo a multiple of ROW_BLOCK; the
+    sum starts at row 0), ROW_BLOCK rows at a time, each block through this chunk's own
+    by-feature pattern.
 
     The pattern gives feature i the slots i * stride ... (stride = rows per block + 1) of
     ``csc.rows``: no counting pass, and chunks of features never share a slot. The fused SGD
     step needs the whole sum, so it runs only when the batch is one block.
     """
-    cdef Py_ssize_t r, r0 = 0, r1, q, hi, i
+    cdef Py_ssize_t r, r0 = lo, r1, q, end, i
     cdef Py_ssize_t stride = (ROW_BLOCK if m > ROW_BLOCK else m) + 1
     cdef Csc own
     own.start, own.end, own.rows = csc.start, csc.end, csc.rows
     for i in range(f0, f1):
         own.start[i] = i * stride
-    while r0 < m:
-        r1 = r0 + ROW_BLOCK if r0 + ROW_BLOCK < m else m
+    while r0 < hi:
+        r1 = r0 + ROW_BLOCK if r0 + ROW_BLOCK < hi else hi
         for i in range(f0, f1):
             own.end[i] = own.start[i]
         for r in range(r0, r1):
-            hi = csr.ptr[r + 1]
-            q = csr.ptr[r] if f0 == 0 else first_at_least(csr.cols, csr.ptr[r], hi, <int>f0)
-            while q < hi and csr.cols[q] < f1:
+            end = csr.ptr[r + 1]
+            q = csr.ptr[r] if f0 == 0 else first_at_least(csr.cols, csr.ptr[r], end, <int>f0)
+            while q < end and csr.cols[q] < f1:
                 i = csr.cols[q]
                 own.rows[own.end[i]] = <int>(r - r0)
                 own.end[i] += 1
@@ -412,26 +414,28 @@ cdef inline bint weight_grad_split(const floating* x, Py_ssize_t m, Py_ssize_t d
                                    const floating* delta, Py_ssize_t k, const Csr* csr,
                                    const Csc* csc, floating* dW, char* dirty, floating* W,
                                    bint sgd, floating lr, Team team) noexcept nogil:
-    """dW = x.T @ delta of a sparse first layer from its ``Csr``, features split over the team
-    in one parallel region (``weight_grad_features``); return whether W was stepped (``sgd``).
+    """dW = x.T @ delta of a sparse first layer from its ``Csr``; return whether W was
+    stepped (``sgd``, one block only).
 
-    Each chunk owns its rows of dW and W and sums each of them over the samples in the same
-    order as one thread does: any split and either mode give the same numbers.
+    On threads: SUPER_ROWS rows at a time (their deltas stay in cache), features split into
+    groups of about equal nonzeros, taken in turn by whichever thread is free. On one thread:
+    all features, block after block. Each dW row is summed over the same blocks in the same
+    order either way (one chunk owns it): any split and either mode give the same numbers.
     """
     cdef Py_ssize_t bounds[FEATURE_GROUPS * MAX_THREADS + 1]
-    cdef Py_ssize_t g
+    cdef Py_ssize_t g, s0 = 0, s1
     cdef int nt = n_chunks((csr.ptr[m] - csr.ptr[0]) * k, d, team.size)
-    # More groups than threads on large batches, taken in turn by whichever thread is free.
-    cdef int ng = nt * FEATURE_GROUPS if nt > 1 and m > ROW_BLOCK else nt
-    feature_bounds(csr, m if m < ROW_BLOCK else ROW_BLOCK, d, ng, csc.end, bounds)
+    cdef int ng = nt * FEATURE_GROUPS if m > ROW_BLOCK else nt
     if nt == 1 or not team.parallel:
-        for g in range(ng):
-            weight_grad_features(bounds[g], bounds[g + 1], x, m, d, delta, k, csr, csc, dW,
-                                 dirty, W, sgd, lr)
-    else:
+        weight_grad_features(0, d, 0, m, x, m, d, delta, k, csr, csc, dW, dirty, W, sgd, lr)
+        return sgd and m <= ROW_BLOCK
+    feature_bounds(csr, m if m < ROW_BLOCK else ROW_BLOCK, d, ng, csc.end, bounds)
+    while s0 < m:
+        s1 = s0 + SUPER_ROWS if s0 + SUPER_ROWS < m else m
         for g in prange(ng, num_threads=nt, schedule='dynamic', chunksize=1):
-            weight_grad_features(bounds[g], bounds[g + 1], x, m, d, delta, k, csr, csc, dW,
-                                 dirty, W, sgd, lr)
+            weight_grad_features(bounds[g], bounds[g + 1], s0, s1, x, m, d, delta, k, csr,
+                                 csc, dW, dirty, W, sgd, lr)
+        s0 = s1
     return sgd and m <= ROW_BLOCK
 
 
