@@ -11,8 +11,9 @@ patterns), ``losses``, ``optim``, ``epoch``, plus ``team`` (the OpenMP team and 
 
 Threads: ``train_epoch`` splits its work into ``set_num_threads(n)`` chunks (default: the CPUs
 this process may use). It times its batches run on OpenMP threads and run one chunk after
-another, and keeps the faster (threads lose badly when other processes hold the cores); both
-give the same numbers. Each chunk's BLAS products go to the backend's own BLAS handle
+another, and keeps the faster (threads lose badly when other processes hold the cores); a
+large batch (a full batch) times blocks of its own first layer instead, so the choice never
+costs a whole epoch. Both give the same numbers. Each chunk's BLAS products go to the backend's own BLAS handle
 (``own_blas.py``: a private OpenBLAS instance from ``scipy-openblas32``, held at one thread), so
 the two thread pools never fight (DESIGN.md, "OpenMP spinning starves BLAS") and fastnn never
 changes the BLAS thread count anyone else sees (threadpoolctl's limit is process-wide and not

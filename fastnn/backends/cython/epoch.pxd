@@ -2,12 +2,18 @@
 """The whole training epoch in compiled code: no Python, and no GIL, between batches.
 
 For every batch: gather the rows of X and targets named by ``order`` into the workspace
-(counting the nonzero inputs on the way), forward through every layer, the loss, backward from
-the last layer to the first, then one optimizer step on W0, b0, W1, b1, ... The first layer's
-input density picks its path per batch (``sparse.use_loops``), so dense data keeps BLAS; a
-sparse batch lists its nonzeros once (``Csr``) for the first layer's forward and dW. Whether
-the batch's loops run on threads is measured as the epoch goes (``team.pxd``); BLAS products
-never run inside the team.
+(counting the nonzero inputs of each row on the way), forward through every layer, the loss,
+backward from the last layer to the first, then one optimizer step on W0, b0, W1, b1, ... The
+first layer's input density picks its path per batch (``sparse.use_loops``), so dense data
+keeps BLAS; a sparse batch lists its nonzeros once (``Csr``) for the first layer's forward and
+dW (``sparse.weight_grad_split``). The gather, the lists and the first layer's forward run in
+blocks of rows over the team. Whether the batch's work runs on threads is measured as the epoch
+goes, from whole batches or, for batches of PROBE_BATCH rows or more, from blocks of the
+batch's own forward (``team.pxd``); BLAS runs inside the team only through the backend's own
+single-threaded handle.
+
+``profile`` (NULL, or PROFILE doubles): seconds added up per part of the batches (``lap``),
+for ``benchmarks/cython_profile.py``.
 
 The pre-activation buffer ``z`` of a layer is NULL unless its activation needs it (the
 workspace's ``preacts`` then hold a (0, k) placeholder).

@@ -8,10 +8,13 @@ where each feature is nonzero (a counting sort, from ``Csr`` or by scanning x). 
 tiny batches use the loops as well: there they beat BLAS's call overhead (``use_loops``).
 
 - forward: ``out[r, :] += x[r, i] * W[i, :]`` only for nonzero ``x[r, i]``, four weight rows
-  per pass over the output row (``forward_loops``; rows split over the team);
-- dW: one row ``dW[i, :]`` at a time from the samples where feature i is nonzero, so each row
-  is written once (``weight_grad_loops``; features split over the team), with the plain-SGD
-  step of that row fused in while it is in L1 (``sgd``);
+  per pass over the output row (``forward_loops``; blocks of rows on a dynamic schedule);
+- dW of the first layer: one row ``dW[i, :]`` at a time from the samples where feature i is
+  nonzero, ROW_BLOCK rows of x per pattern, so each row is written by one thread
+  (``weight_grad_split``: groups of features of about equal nonzeros, each chunk building its
+  own pattern from the ``Csr``, no reduction and no atomics), with the plain-SGD step of that
+  row fused in while it is in L1 (``sgd``) when the batch is one block. Hidden layers of tiny
+  batches go through ``weight_grad_loops`` (a whole ``Csc``, features split over the team);
 - grad_x of a tiny batch: dot products (``input_grad_loops``);
 - dW of a tiny batch (fewer than SMALL_ROWS rows) straight from its ``Csr``, in O(nonzeros)
   (``dw_scatter``).
