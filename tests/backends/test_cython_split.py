@@ -93,3 +93,19 @@ def test_a_large_batch_records_the_mode_its_blocks_chose(threads):
     stats = cy._thread_stats[ws][2]
     assert stats[6] in (1, 2)  # team.PROBED: serial or parallel, plus 1
     assert not stats[:6].any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_a_large_dense_batch_probes_its_blas_forward(threads, dtype):
+    """Dense inputs keep BLAS: the probe then times row blocks of the BLAS forward."""
+    rng = np.random.default_rng(3)
+    n = PROBE_BATCH + 77
+    X = rng.standard_normal((n, 60)).astype(dtype)
+    y = rng.integers(0, 10, n).astype(np.int64)
+    threads(2)
+    got = train(cy.train_epoch, X, y, n, 33, C.RELU, C.OPT_MOMENTUM)
+    want = train(lambda ws, *a: eager.eager_epoch(ref, ws, *a), X, y, n, 33, C.RELU,
+                 C.OPT_MOMENTUM)  # fmt: skip
+    tol = {"rtol": 2e-3, "atol": 2e-4} if dtype == np.float32 else {"rtol": 1e-9, "atol": 1e-11}
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, **tol)
