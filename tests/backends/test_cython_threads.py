@@ -95,7 +95,7 @@ def test_threads_or_not_changes_no_number(blas_route):
     y = rng.integers(0, 10, n).astype(np.int64)
     finals = []
     # Timings that make serial, then parallel, the clear winner for every batch of the epoch.
-    for stats in ([1e-9, 1.0, 1e9, 0, 0, 9], [1.0, 1e-9, 1e9, 0, 0, 9]):
+    for stats in ([1e-9, 1.0, 1e9, 0, 0, 9, 1], [1.0, 1e-9, 1e9, 0, 0, 9, 2]):
         ws = make_workspace(sizes, [C.SILU, C.IDENTITY], C.LOSS_CROSS_ENTROPY, C.OPT_SGD, 256,
                             np.float32, seed=3)  # fmt: skip
         losses = np.zeros(2)

@@ -11,16 +11,17 @@ patterns), ``losses``, ``optim``, ``epoch``, plus ``team`` (the OpenMP team and 
 
 Threads: ``train_epoch`` splits its work into ``set_num_threads(n)`` chunks (default: the CPUs
 this process may use). It times its batches run on OpenMP threads and run one chunk after
-another, and keeps the faster (threads lose badly when other processes hold the cores); both
-give the same numbers. Each chunk's BLAS products go to the backend's own BLAS handle
-(``own_blas.py``: a private OpenBLAS instance from ``scipy-openblas32``, held at one thread), so
-the two thread pools never fight (DESIGN.md, "OpenMP spinning starves BLAS") and fastnn never
-changes the BLAS thread count anyone else sees (threadpoolctl's limit is process-wide and not
-thread-safe: it slowed every other thread's NumPy, and could stay behind after two fits in
-parallel threads). Without that package the epoch's BLAS products run whole on the calling
-thread, outside the team, with the threads the process gave scipy's BLAS: on a busy machine
-multi-threaded OpenBLAS then slows dense inputs down (``uses_own_blas()`` says which). The
-single-batch kernels use no team and scipy's BLAS as the process configured it.
+another, and keeps the faster (threads lose badly when other processes hold the cores); a large
+batch (a full batch) times blocks of its own first layer instead, so the choice never costs a
+whole epoch. Both give the same numbers. Each chunk's BLAS products go to the backend's own
+BLAS handle (``own_blas.py``: a private OpenBLAS instance from ``scipy-openblas32``, held at
+one thread), so the two thread pools never fight (DESIGN.md, "OpenMP spinning starves BLAS")
+and fastnn never changes the BLAS thread count anyone else sees (threadpoolctl's limit is
+process-wide and not thread-safe: it slowed every other thread's NumPy, and could stay behind
+after two fits in parallel threads). Without that package the epoch's BLAS products run whole
+on the calling thread, outside the team, with the threads the process gave scipy's BLAS: on a
+busy machine multi-threaded OpenBLAS then slows dense inputs down (``uses_own_blas()`` says
+which). The single-batch kernels use no team and scipy's BLAS as the process configured it.
 
 Convolution and pooling (``conv2d_*``, ``maxpool2d_*``, ``conv.pxd`` and ``pool.pxd``): im2col
 and BLAS products, the batch split into chunks of images over the team (each with the own

@@ -18,13 +18,15 @@ import numpy as np
 from .blas cimport fastnn_dgemm_t, fastnn_own_dgemm, fastnn_own_sgemm, has_own_blas, fastnn_sgemm_t
 from .codes cimport compiled_codes, needs_z
 from .dense cimport dense_backward_kernel, dense_forward_kernel
-from .epoch cimport Epoch, Layer, train_epoch_kernel
+from .epoch cimport PROFILE, Epoch, Layer, train_epoch_kernel
 from .losses cimport binary_cross_entropy as bce_loss
 from .losses cimport mse as mse_loss
 from .losses cimport soft_cross_entropy as soft_ce_loss
 from .losses cimport softmax_cross_entropy as ce_loss
 from .optim cimport adam_range, momentum_range, sgd_range
-from .sparse cimport SMALL_ROWS, SPARSE_PERCENT, Csc, build_csc, count_nonzero, use_loops
+from .sparse cimport (
+    ROW_BLOCK, SMALL_ROWS, SPARSE_PERCENT, Csc, build_csc, count_nonzero, use_loops,
+)
 from .team cimport STATS, Team, fastnn_has_openmp
 
 cnp.import_array()
@@ -58,6 +60,7 @@ CODES = compiled_codes()
 NEEDS_Z = frozenset(code for code in range(64) if needs_z(code))
 #: Length of the timing state ``train_epoch`` carries between calls.
 THREAD_STATS = STATS
+EPOCH_PROFILE = PROFILE  # parts of a batch in train_epoch's profile (epoch.P_*)
 #: Whether this build has OpenMP (without it ``prange`` loops run on one thread).
 HAS_OPENMP = bool(fastnn_has_openmp())
 
@@ -218,10 +221,12 @@ def _scratch_sizes(ws):
     widths = [int(w.shape[0]) for w in ws.weights]
     max_d, d0, bs = max(widths), widths[0], int(ws.batch_size)
     capacity = max(SMALL_ROWS * max_d, SPARSE_PERCENT * bs * d0 // 100)
+    # The first layer's dW pattern gives each feature a slot per row of a block (sparse.pxd).
+    block_slots = d0 * (min(bs, ROW_BLOCK) + 1)
     return {
         "csr_ptr": (bs + 1, np.intp), "csr_cols": (capacity + 1, np.intc),
         "csc_start": (max_d + 1, np.intp), "csc_end": (max_d + 1, np.intp),
-        "csc_rows": (capacity + max_d + 1, np.intc), "dirty": (sum(widths) + 1, np.int8),
+        "csc_rows": (max(capacity + max_d + 1, block_slots), np.intc), "dirty": (sum(widths) + 1, np.int8),
         "stamp": (d0 + 1, np.intc), "rows": (d0 + 1, np.intc), "before": (d0 + 1, np.intc),
     }
 
@@ -253,11 +258,12 @@ cdef bind_scratch(Epoch* e, dict scratch):
 
 def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t[::1] order,
                 Py_ssize_t batch_size, double[::1] batch_losses, int nthreads,
-                double[::1] stats, dict scratch):
+                double[::1] stats, dict scratch, double[::1] profile=None):
     """Run ``epoch.train_epoch_kernel``; return (losses recorded, optimizer steps taken).
 
     ``nthreads`` is the team's size; ``stats`` (``team.STATS`` doubles) carries the thread
-    timings from call to call; ``scratch`` comes from ``new_scratch(ws)``.
+    timings from call to call; ``scratch`` comes from ``new_scratch(ws)``; ``profile``
+    (``epoch.PROFILE`` doubles, or None) adds up the seconds spent in each part of the batches.
     """
     cdef Py_ssize_t l, done, dirty_total = 0
     cdef const double[::1] hyper = ws.hyper
@@ -266,6 +272,8 @@ def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t
     cdef cnp.ndarray dirty = scratch["dirty"]
     if stats.shape[0] != STATS:
         raise ValueError(f"stats must hold {STATS} doubles")
+    if profile is not None and profile.shape[0] != PROFILE:
+        raise ValueError(f"profile must hold {PROFILE} doubles")
     for name, (size, dtype) in _scratch_sizes(ws).items():
         if scratch[name].shape != (size,) or scratch[name].dtype != dtype:
             raise ValueError("scratch was made for another workspace")
@@ -283,6 +291,7 @@ def train_epoch(ws, const floating[:, ::1] X, cnp.ndarray targets, const int64_t
     e.x_batch, e.y_batch, e.targets = data(ws.x_batch), data(ws.y_batch), data(targets)
     e.order, e.n_order, e.batch_size = &order[0], order.shape[0], batch_size
     e.losses, e.step = &batch_losses[0], ws.step
+    e.profile = &profile[0] if profile is not None else NULL
     bind_scratch(&e, scratch)
     e.layers = <Layer*>calloc(e.n_layers, sizeof(Layer))
     if e.layers == NULL:

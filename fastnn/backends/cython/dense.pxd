@@ -7,8 +7,9 @@ A. Two paths per product (``sparse.use_loops`` decides, batch by batch, from the
    Large dense batches go to BLAS (``blas.gemm``), with the bias and activation in one pass
    over each output row afterwards. Small batches (fewer than ``SMALL_ROWS`` rows) and sparse
    inputs (MNIST pixels are ~81% zeros) take the zero-skipping loops of ``sparse.pxd``.
-B. Threads: the team (``team.pxd``) splits the loops into rows (forward, grad_x) or features
-   (dW), one contiguous chunk per thread with ``prange``, each chunk writing whole rows. With
+B. Threads: the team (``team.pxd``) splits the loops into rows (forward: blocks on a dynamic
+   schedule; grad_x) or features (dW), each chunk writing whole rows, so any split gives the
+   same numbers. With
    the backend's own BLAS handle (``blas.pxd``, one thread per call) the BLAS products are
    split the same way and each chunk calls BLAS itself; without it a product runs whole on the
    calling thread, outside the team, with the threads the process gave scipy's BLAS. fastnn

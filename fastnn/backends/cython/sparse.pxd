@@ -8,10 +8,13 @@ where each feature is nonzero (a counting sort, from ``Csr`` or by scanning x). 
 tiny batches use the loops as well: there they beat BLAS's call overhead (``use_loops``).
 
 - forward: ``out[r, :] += x[r, i] * W[i, :]`` only for nonzero ``x[r, i]``, four weight rows
-  per pass over the output row (``forward_loops``; rows split over the team);
-- dW: one row ``dW[i, :]`` at a time from the samples where feature i is nonzero, so each row
-  is written once (``weight_grad_loops``; features split over the team), with the plain-SGD
-  step of that row fused in while it is in L1 (``sgd``);
+  per pass over the output row (``forward_loops``; blocks of rows on a dynamic schedule);
+- dW of the first layer: one row ``dW[i, :]`` at a time from the samples where feature i is
+  nonzero, ROW_BLOCK rows of x per pattern, so each row is written by one thread
+  (``weight_grad_split``: groups of features of about equal nonzeros, each chunk building its
+  own pattern from the ``Csr``, no reduction and no atomics), with the plain-SGD step of that
+  row fused in while it is in L1 (``sgd``) when the batch is one block. Hidden layers of tiny
+  batches go through ``weight_grad_loops`` (a whole ``Csc``, features split over the team);
 - grad_x of a tiny batch: dot products (``input_grad_loops``);
 - dW of a tiny batch (fewer than SMALL_ROWS rows) straight from its ``Csr``, in O(nonzeros)
   (``dw_scatter``).
@@ -33,6 +36,10 @@ cdef enum:
     SMALL_ROWS = 8       # batches with fewer rows use the loops
     SPARSE_PERCENT = 30  # inputs with fewer nonzeros than this (in %) use them too
     SCAN_BLOCK = 256     # features scanned for nonzeros per block of the forward loops
+    ROW_BLOCK = 256      # rows of x per nonzero pattern in the first layer's dW
+    FORWARD_BLOCK = 64   # rows per block of the forward loops, handed to whichever thread is free
+    FEATURE_GROUPS = 4   # groups of features per thread in a large batch's dW, likewise
+    SUPER_ROWS = 16 * ROW_BLOCK  # rows per parallel region of a large batch's dW
 
 
 cdef struct Csr:
@@ -64,18 +71,27 @@ cdef inline bint use_loops(Py_ssize_t n, Py_ssize_t d, Py_ssize_t nnz) noexcept 
     return n < SMALL_ROWS or nnz * 100 < SPARSE_PERCENT * n * d
 
 
-cdef inline void build_csr(const floating* x, Py_ssize_t n, Py_ssize_t d, Csr* csr) noexcept nogil:
-    """List the nonzero inputs of every row of x (n, d); cols needs nnz + 1 entries."""
-    cdef Py_ssize_t r, i, nnz = 0
+cdef inline void csr_rows(const floating* x, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t d,
+                          Csr* csr) noexcept nogil:
+    """Rows lo..hi of the lists, ``csr.ptr`` already filled (``epoch.gather``).
+
+    The branch-free loop writes one slot past each row: the next row's first, which it then
+    rewrites; the last row of the range, whose next row another chunk may own, takes a branch.
+    """
+    cdef Py_ssize_t r, i, nnz
     cdef const floating* xr
-    csr.ptr[0] = 0
-    for r in range(n):
+    for r in range(lo, hi):
         xr = x + r * d
-        for i in range(d):
-            # Branch-free: the zero pattern of real images defeats the branch predictor.
-            csr.cols[nnz] = <int>i
-            nnz += xr[i] != 0
-        csr.ptr[r + 1] = nnz
+        nnz = csr.ptr[r]
+        if r == hi - 1:
+            for i in range(d):
+                if xr[i] != 0:
+                    csr.cols[nnz] = <int>i
+                    nnz += 1
+        else:
+            for i in range(d):
+                csr.cols[nnz] = <int>i
+                nnz += xr[i] != 0
 
 
 cdef inline void build_csc(const floating* x, Py_ssize_t n, Py_ssize_t d, Csc* csc) noexcept nogil:
@@ -98,27 +114,6 @@ cdef inline void build_csc(const floating* x, Py_ssize_t n, Py_ssize_t d, Csc* c
         for i in range(d):
             csc.rows[end[i]] = <int>r
             end[i] += xr[i] != 0
-
-
-cdef inline void csc_from_csr(const Csr* csr, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t d,
-                              Csc* csc) noexcept nogil:
-    """The pattern of rows r0..r1 by feature, from the lists by row (no pass over x).
-
-    ``csc.rows`` count from r0.
-    """
-    cdef Py_ssize_t r, i, q, total = 0
-    memset(csc.end, 0, d * sizeof(Py_ssize_t))
-    for q in range(csr.ptr[r0], csr.ptr[r1]):
-        csc.end[csr.cols[q]] += 1
-    for i in range(d):
-        csc.start[i] = total
-        total += csc.end[i] + 1
-        csc.end[i] = csc.start[i]
-    for r in range(r0, r1):
-        for q in range(csr.ptr[r], csr.ptr[r + 1]):
-            i = csr.cols[q]
-            csc.rows[csc.end[i]] = <int>(r - r0)
-            csc.end[i] += 1
 
 
 # Row updates: the vectorised inner loops -------------------------------------------------------
@@ -229,15 +224,17 @@ cdef inline void forward_loops(const floating* x, Py_ssize_t n, Py_ssize_t d, co
                                Py_ssize_t k, const floating* b, int act, floating alpha,
                                floating* z, floating* out, const Csr* csr,
                                Team team) noexcept nogil:
-    """``forward_rows`` over all n rows, split into one contiguous chunk per thread."""
-    cdef Py_ssize_t t
+    """``forward_rows`` over all n rows, in blocks of about FORWARD_BLOCK rows (at least one
+    per thread) that each free thread takes in turn: a thread slowed by another process then
+    simply does fewer blocks. Rows are independent, so no split changes a number."""
+    cdef Py_ssize_t t, nb
     cdef int nt = n_chunks(n * d * k, n, team.size)
     if nt == 1 or not team.parallel:
-        for t in range(nt):
-            forward_rows(x, n * t // nt, n * (t + 1) // nt, d, W, k, b, act, alpha, z, out, csr)
+        forward_rows(x, 0, n, d, W, k, b, act, alpha, z, out, csr)
         return
-    for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
-        forward_rows(x, n * t // nt, n * (t + 1) // nt, d, W, k, b, act, alpha, z, out, csr)
+    nb = n // FORWARD_BLOCK if n // FORWARD_BLOCK > nt else nt
+    for t in prange(nb, num_threads=nt, schedule='dynamic', chunksize=1):
+        forward_rows(x, n * t // nb, n * (t + 1) // nb, d, W, k, b, act, alpha, z, out, csr)
 
 
 # grad_x --------------------------------------------------------------------------------------
@@ -342,6 +339,107 @@ cdef inline void weight_grad_loops(const floating* x, Py_ssize_t n, Py_ssize_t d
     for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
         weight_grad_rows(bounds[t], bounds[t + 1], x, d, delta, k, csc, dW, dirty, W, sgd, lr,
                          accumulate)
+
+
+cdef inline Py_ssize_t first_at_least(const int* cols, Py_ssize_t lo, Py_ssize_t hi,
+                                      int f) noexcept nogil:
+    """The first q in lo..hi with cols[q] >= f (cols ascending), else hi."""
+    cdef Py_ssize_t mid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cols[mid] < f:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef inline void feature_bounds(const Csr* csr, Py_ssize_t rows, Py_ssize_t d, int nt,
+                                Py_ssize_t* count, Py_ssize_t* bounds) noexcept nogil:
+    """Split the d features into nt ranges of about equal nonzeros in the first ``rows`` rows
+    (``count``: d scratch slots)."""
+    cdef Py_ssize_t q, i, t = 1, seen = 0, total = csr.ptr[rows] - csr.ptr[0]
+    bounds[0] = 0
+    bounds[nt] = d
+    if nt == 1:
+        return
+    memset(count, 0, d * sizeof(Py_ssize_t))
+    for q in range(csr.ptr[0], csr.ptr[rows]):
+        count[csr.cols[q]] += 1
+    bounds[0] = 0
+    for i in range(d):
+        while t < nt and seen * nt >= total * t:
+            bounds[t] = i
+            t += 1
+        seen += count[i]
+    while t <= nt:
+        bounds[t] = d
+        t += 1
+
+
+cdef inline void weight_grad_features(Py_ssize_t f0, Py_ssize_t f1, Py_ssize_t lo,
+                                      Py_ssize_t hi, const floating* x, Py_ssize_t m,
+                                      Py_ssize_t d, const floating* delta, Py_ssize_t k,
+                                      const Csr* csr, const Csc* csc, floating* dW, char* dirty,
+                                      floating* W, bint sgd, floating lr) noexcept nogil:
+    """Rows f0..f1 of dW (+)= x[lo:hi].T @ delta[lo:hi] (lo a multiple of ROW_BLOCK; the
+    sum starts at row 0), ROW_BLOCK rows at a time, each block through this chunk's own
+    by-feature pattern.
+
+    The pattern gives feature i the slots i * stride ... (stride = rows per block + 1) of
+    ``csc.rows``: no counting pass, and chunks of features never share a slot. The fused SGD
+    step needs the whole sum, so it runs only when the batch is one block.
+    """
+    cdef Py_ssize_t r, r0 = lo, r1, q, end, i
+    cdef Py_ssize_t stride = (ROW_BLOCK if m > ROW_BLOCK else m) + 1
+    cdef Csc own
+    own.start, own.end, own.rows = csc.start, csc.end, csc.rows
+    for i in range(f0, f1):
+        own.start[i] = i * stride
+    while r0 < hi:
+        r1 = r0 + ROW_BLOCK if r0 + ROW_BLOCK < hi else hi
+        for i in range(f0, f1):
+            own.end[i] = own.start[i]
+        for r in range(r0, r1):
+            end = csr.ptr[r + 1]
+            q = csr.ptr[r] if f0 == 0 else first_at_least(csr.cols, csr.ptr[r], end, <int>f0)
+            while q < end and csr.cols[q] < f1:
+                i = csr.cols[q]
+                own.rows[own.end[i]] = <int>(r - r0)
+                own.end[i] += 1
+                q += 1
+        weight_grad_rows(f0, f1, x + r0 * d, d, delta + r0 * k, k, &own, dW, dirty, W,
+                         sgd and m <= ROW_BLOCK, lr, r0 > 0)
+        r0 = r1
+
+
+cdef inline bint weight_grad_split(const floating* x, Py_ssize_t m, Py_ssize_t d,
+                                   const floating* delta, Py_ssize_t k, const Csr* csr,
+                                   const Csc* csc, floating* dW, char* dirty, floating* W,
+                                   bint sgd, floating lr, Team team) noexcept nogil:
+    """dW = x.T @ delta of a sparse first layer from its ``Csr``; return whether W was
+    stepped (``sgd``, one block only).
+
+    On threads: SUPER_ROWS rows at a time (their deltas stay in cache), features split into
+    groups of about equal nonzeros, taken in turn by whichever thread is free. On one thread:
+    all features, block after block. Each dW row is summed over the same blocks in the same
+    order either way (one chunk owns it): any split and either mode give the same numbers.
+    """
+    cdef Py_ssize_t bounds[FEATURE_GROUPS * MAX_THREADS + 1]
+    cdef Py_ssize_t g, s0 = 0, s1
+    cdef int nt = n_chunks((csr.ptr[m] - csr.ptr[0]) * k, d, team.size)
+    cdef int ng = nt * FEATURE_GROUPS if m > ROW_BLOCK else nt
+    if nt == 1 or not team.parallel:
+        weight_grad_features(0, d, 0, m, x, m, d, delta, k, csr, csc, dW, dirty, W, sgd, lr)
+        return sgd and m <= ROW_BLOCK
+    feature_bounds(csr, m if m < ROW_BLOCK else ROW_BLOCK, d, ng, csc.end, bounds)
+    while s0 < m:
+        s1 = s0 + SUPER_ROWS if s0 + SUPER_ROWS < m else m
+        for g in prange(ng, num_threads=nt, schedule='dynamic', chunksize=1):
+            weight_grad_features(bounds[g], bounds[g + 1], s0, s1, x, m, d, delta, k, csr,
+                                 csc, dW, dirty, W, sgd, lr)
+        s0 = s1
+    return sgd and m <= ROW_BLOCK
 
 
 # dW of tiny batches, from the rows' nonzeros -------------------------------------------------

@@ -11,20 +11,29 @@ BLAS: every product runs whole on the calling thread, outside any parallel regio
 threads the process gave scipy's BLAS. fastnn never changes those (a process-wide limit is
 seen by every other thread).
 
-Whether the chunks run on threads is decided by timing batches in both modes.
+Whether the chunks run on threads is decided by timing work in both modes.
 
 Threads pay on an idle machine (measured ~1.3x per epoch at batch 128 and ~1.5x for full
 batches on 2 cores), and cost 4-7x when another process holds a core: every parallel region
-then waits for a descheduled thread. So the epoch measures the seconds per row of its batches in
-each mode (kept between calls in a small ``stats`` array owned by the caller), runs the faster
-mode and retries the other now and then, less often the more it lost. Both modes give the
-same results (each chunk computes whole rows, the same in any split), so the choice never
-changes what is learned.
+then waits for a descheduled thread. Loops over many blocks (rows of the forward and the
+gather, groups of features of dW) hand them out on a dynamic schedule, so a slowed thread does
+fewer of them; the end of each region still waits for it.
+
+- Batches below ``epoch.PROBE_BATCH`` rows: the epoch measures the seconds per row of whole
+  batches in each mode (kept between calls in a small ``stats`` array owned by the caller),
+  runs the faster mode and retries the other now and then, less often the more it lost.
+- Larger batches (full batch: one batch per call) decide inside the batch, from blocks of
+  their first layer's forward timed in each mode (``epoch.forward_first_probed``): a choice
+  never costs a whole one-step epoch in the slower mode. ``stats[PROBED]`` keeps it for the
+  next large batch's gather, which comes before its probe.
+
+Both modes give the same results (each chunk computes whole rows, the same in any split), so
+the choice never changes what is learned.
 
 ``stats`` (STATS doubles, zeros at first): seconds per row serial, seconds per row parallel,
-batches until the next retry, retry batches left, the mode being retried, retries so far.
-The first retries come sooner: one early sample (threads waking up, another process's burst)
-must not decide for long.
+batches until the next retry, retry batches left, the mode being retried, retries so far, and
+the last probe's mode plus 1 (0: none yet). The first retries come sooner: one early sample
+(threads waking up, another process's burst) must not decide for long.
 """
 
 cdef extern from *:
@@ -72,7 +81,8 @@ cdef enum:
     RETRYING = 3
     RETRY_MODE = 4
     RETRIES = 5
-    STATS = 6
+    PROBED = 6        # the mode the last large batch chose inside (``epoch.pxd``), plus 1
+    STATS = 7
     RETRY_MIN = 64    # batches between retries of the slower mode, times how much slower
     RETRY_FIRST = 4   # ... for the first retry, doubling up to RETRY_MIN
     RETRY_MAX = 8192
