@@ -35,6 +35,7 @@ from .jit import kernel
 from .losses import loss_by_code
 from .optim import update_by_code
 from .sparse import scratch_size, weight_grad_loops
+from .team import loop_team
 
 
 @kernel
@@ -53,7 +54,7 @@ def _gather(X, targets, order, start, m, x_batch, y_batch):
 @kernel
 def _backward_all(
     weights, outputs, grads, preacts, dW, db, x, acts, alphas, loops, scratch, dirty, sgd, lr, m,
-    stepped,
+    stepped, team,
 ):  # fmt: skip
     """dense_backward from the last layer to the first (no input gradient for the first);
     stepped[i] tells whether layer i's W already took its plain-SGD step."""
@@ -63,6 +64,7 @@ def _backward_all(
         stepped[i] = dense_backward_kernel(
             inp, weights[i], preacts[i][:m], outputs[i][:m], grads[i][:m], acts[i], alphas[i],
             dW[i], db[i], grad_x, i > 0, loops[i], scratch, dirty[i, : inp.shape[1]], sgd, lr,
+            team,
         )  # fmt: skip
 
 
@@ -81,17 +83,21 @@ def train_epoch_kernel(
     weights, biases, state1_w, state1_b, state2_w, state2_b,
     outputs, grads, preacts, dW, db, x_batch, y_batch,
     acts, alphas, loss, optimizer, hyper, step,
-    X, targets, order, batch_size, batch_losses, blas_threads,
+    X, targets, order, batch_size, batch_losses, blas_threads, team,
 ):  # fmt: skip
-    """One epoch (see the kernel contract); targets and y_batch are 2-D. Returns (done, step)."""
+    """One epoch (see the kernel contract); targets and y_batch are 2-D. Returns (done, step).
+    team: None, or the threads' scratch of the thread-split loops (Design E)."""
     n_rows = order.shape[0]
     n_layers = len(weights)
     widest = 0
     for i in range(n_layers):
         widest = max(widest, weights[i].shape[0])
+    threads = 1
+    if team is not None:  # pruned at compile time (Design E)
+        threads = team.shape[0]
     scratch = np.empty(scratch_size(widest), np.int32)
     dirty = np.ones((n_layers, widest), np.bool_)  # dW may hold anything on entry
-    loops = np.zeros(n_layers, np.bool_)
+    loops = np.zeros(n_layers, np.int64)  # 0: BLAS, else the loops' threads
     stepped = np.zeros(n_layers, np.bool_)
     lr = hyper[H_LR]
     plain_sgd = optimizer == OPT_SGD and hyper[H_WEIGHT_DECAY] == 0.0
@@ -102,10 +108,10 @@ def train_epoch_kernel(
         x = x_batch[:m]
         for i in range(n_layers):
             inp = x if i == 0 else outputs[i - 1][:m]
-            loops[i] = use_loops(inp, weights[i].shape[1], blas_threads)
+            loops[i] = use_loops(inp, weights[i].shape[1], blas_threads, threads)
             dense_forward_kernel(
                 inp, weights[i], biases[i], acts[i], alphas[i], preacts[i][:m], outputs[i][:m],
-                scratch, loops[i],
+                scratch, loops[i], team,
             )  # fmt: skip
         last = n_layers - 1
         value = loss_by_code(loss, outputs[last][:m], y_batch[:m], grads[last][:m])
@@ -115,7 +121,7 @@ def train_epoch_kernel(
             break
         _backward_all(
             weights, outputs, grads, preacts, dW, db, x, acts, alphas, loops, scratch, dirty,
-            plain_sgd, lr, m, stepped,
+            plain_sgd, lr, m, stepped, team,
         )  # fmt: skip
         step += 1
         for i in range(n_layers):
@@ -148,12 +154,14 @@ def train_epoch(
     n = X.shape[0]
     kt = 1 if targets.ndim == 1 else targets.shape[1]
     y_batch = ws.y_batch.reshape(ws.batch_size, kt)
-    done, step = train_epoch_kernel(
-        tuple(ws.weights), tuple(ws.biases), tuple(ws.state1_w), tuple(ws.state1_b),
-        tuple(ws.state2_w), tuple(ws.state2_b), tuple(ws.outputs), tuple(ws.grads),
-        tuple(ws.preacts), tuple(ws.dW), tuple(ws.db), ws.x_batch, y_batch,
-        ws.acts, ws.alphas, int(ws.loss), int(ws.optimizer), ws.hyper, int(ws.step),
-        X, targets.reshape(n, kt), order, batch_size, batch_losses, blas_threads(),
-    )  # fmt: skip
+    widest = max(W.shape[0] for W in ws.weights)
+    with loop_team(scratch_size(widest)) as team:  # held for the whole epoch (team.py, Design E)
+        done, step = train_epoch_kernel(
+            tuple(ws.weights), tuple(ws.biases), tuple(ws.state1_w), tuple(ws.state1_b),
+            tuple(ws.state2_w), tuple(ws.state2_b), tuple(ws.outputs), tuple(ws.grads),
+            tuple(ws.preacts), tuple(ws.dW), tuple(ws.db), ws.x_batch, y_batch,
+            ws.acts, ws.alphas, int(ws.loss), int(ws.optimizer), ws.hyper, int(ws.step),
+            X, targets.reshape(n, kt), order, batch_size, batch_losses, blas_threads(), team,
+        )  # fmt: skip
     ws.step = int(step)
     return int(done)

@@ -117,3 +117,15 @@ def kernel(func: Callable) -> Callable:
         except RuntimeError as exc:  # "cannot cache function ...: no locator available"
             _run_uncached(func.__qualname__, exc)
     return dispatcher
+
+
+def parallel_kernel(func: Callable) -> Callable:
+    """:func:`kernel` with ``parallel=True``: its ``prange`` loops run on Numba's threading
+    layer (Design F). Compiled on its first call only, so one-thread processes never pay it."""
+    dispatcher = numba.njit(parallel=True, **JIT_OPTIONS)(func)
+    if CACHE and isinstance(dispatcher, Dispatcher):
+        try:
+            dispatcher._cache = _StampedCache(func)
+        except RuntimeError as exc:
+            _run_uncached(func.__qualname__, exc)
+    return dispatcher
