@@ -16,6 +16,11 @@ C. ``grad_x`` comes before ``dW`` so that the loops may add ``-lr * x.T @ delta`
    ``W`` for plain SGD (``sgd``): the input gradient has already used the old ``W``.
 D. Absent arrays (``z`` of an activation that keeps none, ``grad_x`` of the first layer) are
    (0, ...) views of the same type, never None: one compiled specialization serves both.
+E. ``team`` is the exception: None, or the threads' scratch of the thread-split loops
+   (:mod:`.sparse`, Design F). ``if team is None`` is decided when Numba compiles (branch
+   pruning), so a one-thread process never compiles the ``parallel=True`` kernels nor starts
+   Numba's threads; :func:`use_loops` then says per layer and batch how many threads the loops
+   use (0 = BLAS), splitting only where the work pays for waking the team (TEAM_LAUNCH).
 """
 
 from __future__ import annotations

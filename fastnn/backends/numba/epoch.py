@@ -20,11 +20,15 @@ D. Plain SGD without weight decay on a loops layer steps ``W`` inside the backwa
    says (not after a non-finite loss: those buffers then hold the failed batch). Any other
    optimizer changes every entry (decay, momentum, moments) and updates them all after the
    backward pass.
+E. ``team`` (:mod:`.dense`, Design E) is held by :func:`train_epoch` for the whole epoch
+   (:mod:`.team`, Designs E and F); each layer's :func:`use_loops` decision carries the
+   number of threads of its loops, which the backward pass reuses.
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -35,7 +39,7 @@ from .jit import kernel
 from .losses import loss_by_code
 from .optim import update_by_code
 from .sparse import scratch_size, weight_grad_loops
-from .team import loop_team
+from .team import loop_team, trial
 
 
 @kernel
@@ -155,7 +159,9 @@ def train_epoch(
     kt = 1 if targets.ndim == 1 else targets.shape[1]
     y_batch = ws.y_batch.reshape(ws.batch_size, kt)
     widest = max(W.shape[0] for W in ws.weights)
-    with loop_team(scratch_size(widest)) as team:  # held for the whole epoch (team.py, Design E)
+    shape = trial((n, batch_size, tuple(W.shape for W in ws.weights)))
+    start = time.perf_counter()
+    with loop_team(scratch_size(widest), shape.wanted()) as team:  # team.py, Designs E and F
         done, step = train_epoch_kernel(
             tuple(ws.weights), tuple(ws.biases), tuple(ws.state1_w), tuple(ws.state1_b),
             tuple(ws.state2_w), tuple(ws.state2_b), tuple(ws.outputs), tuple(ws.grads),
@@ -163,5 +169,7 @@ def train_epoch(
             ws.acts, ws.alphas, int(ws.loss), int(ws.optimizer), ws.hyper, int(ws.step),
             X, targets.reshape(n, kt), order, batch_size, batch_losses, blas_threads(), team,
         )  # fmt: skip
+        if team is not None:
+            shape.record(team.shape[0] > 1, time.perf_counter() - start)
     ws.step = int(step)
     return int(done)

@@ -22,6 +22,16 @@ D. All integer scratch lives in one int32 ``scratch`` array (see :func:`scratch_
 E. No array views (``W[j]``) and no helper calls taking arrays inside the per-row or
    per-column loops: each costs atomic reference-count updates in Numba, which a profile of
    the batch-1 epoch showed taking 70% of the time. Rows are indexed as ``W[j, c]``.
+F. Two threads (:func:`forward_team`, :func:`weight_grad_team`, ``parallel=True`` with one
+   ``prange`` iteration per thread, on the layer chosen by :mod:`.team`, Design E): each owns
+   its part of the output, so there is no reduction and no atomic, and each does exactly the
+   arithmetic of one thread on it, so the results are bit-identical for any thread count.
+   The forward splits the *rows* of ``x`` (in pairs, as Design A pairs them) and the weight
+   gradient the *input features* (rows of ``dW``/``W``, each thread indexing only its columns
+   of ``x``). Splitting the hidden units instead (each thread its columns of ``out`` and
+   ``dW``) was measured first: every thread then scans all of ``x`` for its non-zeros and
+   builds the whole column index, which at k = 64 per thread is most of the work, and two
+   threads were no faster than one. ``team`` (threads, size) int32 is the threads' scratch.
 """
 
 from __future__ import annotations

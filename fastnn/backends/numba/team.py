@@ -25,6 +25,12 @@ E. The sparse loops of the dense layers run *inside* compiled code (the whole ep
    ``workqueue`` aborts the process when two threads launch parallel regions at once, so
    one caller at a time holds the team (a non-blocking lock); a concurrent caller gets a
    team of one thread, the same compiled code, and runs the loops serially.
+F. Whether the team pays depends on the machine at run time: on a machine whose other
+   processes keep both cores busy, the split regions wait for the slower thread and were
+   measured up to 1.5x slower than one thread. Since both give the same bits, the compiled
+   epoch picks per epoch shape (:class:`TeamTrial`): one epoch with the team, one without,
+   then the faster, trying the other again every PROBE_EVERY epochs (the first epoch of a
+   shape, which may include compiling, is not counted).
 """
 
 from __future__ import annotations
@@ -150,17 +156,52 @@ def loop_threads() -> int:
 
 
 @contextmanager
-def loop_team(size: int) -> Iterator[np.ndarray | None]:
+def loop_team(size: int, wanted: bool = True) -> Iterator[np.ndarray | None]:
     """The ``team`` argument of the dense kernels, held for the duration of the block: None
     on one thread (code without the thread-split loops), else the (threads, size) int32
-    scratch of the threads, of one row while another caller holds the team (Design E)."""
+    scratch of the threads, of one row while another caller holds the team (Design E) or the
+    caller does not want it (``wanted``, Design F)."""
     threads = loop_threads()
     if threads == 1:
         yield None
         return
-    mine = _loops_lock.acquire(blocking=False)
+    mine = wanted and _loops_lock.acquire(blocking=False)
     try:
         yield np.empty((threads if mine else 1, size), np.int32)
     finally:
         if mine:
             _loops_lock.release()
+
+
+PROBE_EVERY = 16  # epochs between two tries of the mode not chosen (Design F)
+
+
+class TeamTrial:
+    """Team or one thread for the compiled epochs of one shape, from their times (Design F)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.seconds: dict[bool, float] = {}
+
+    def wanted(self) -> bool:
+        """Use the team for the next epoch?"""
+        if self.calls < 2:  # warm-up (not counted), then the team's first timed epoch
+            return True
+        if False not in self.seconds:
+            return False
+        best = self.seconds[True] <= self.seconds[False]
+        return best if self.calls % PROBE_EVERY else not best
+
+    def record(self, team: bool, seconds: float) -> None:
+        """The epoch just run took ``seconds``, with the team or not."""
+        if self.calls:
+            self.seconds[team] = seconds
+        self.calls += 1
+
+
+_trials: dict[tuple, TeamTrial] = {}
+
+
+def trial(key: tuple) -> TeamTrial:
+    """The :class:`TeamTrial` of the epochs of shape ``key``."""
+    return _trials.setdefault(key, TeamTrial())
