@@ -187,8 +187,9 @@ class TeamTrial:
         """Use the team for the next epoch?"""
         if self.calls < 2:  # warm-up (not counted), then the team's first timed epoch
             return True
-        if False not in self.seconds:
-            return False
+        for mode in (True, False):  # a mode never timed (another caller held the team)
+            if mode not in self.seconds:
+                return mode
         best = self.seconds[True] <= self.seconds[False]
         return best if self.calls % PROBE_EVERY else not best
 
