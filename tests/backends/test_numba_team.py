@@ -150,13 +150,36 @@ def run_epoch(layers, optimizer, X, y, order, batch_size, backend=nb):
 
 
 @pytest.fixture
-def two_threads():
+def two_threads(monkeypatch):
+    """Two threads, and every epoch asks for the team (no timing trial: team.py Design F)."""
     if team.loop_threads() < 2 and (os.cpu_count() or 1) < 2:
         pytest.skip("one CPU: no second thread")
+    monkeypatch.setattr(team.TeamTrial, "wanted", lambda self: True)
     before = nb.get_num_threads()
     nb.set_num_threads(2)
     yield
     nb.set_num_threads(before)
+
+
+def test_team_trial_keeps_the_faster_mode():
+    trial = team.TeamTrial()
+    seen = []
+    for seconds in ({True: 9.0}, {True: 1.0}, {False: 2.0}) + ({True: 1.0, False: 2.0},) * 14:
+        mode = trial.wanted()
+        seen.append(mode)
+        trial.record(mode, seconds[mode])
+    # warm-up (not counted), each mode once, then the faster, the other again every 16th
+    assert seen == [True, True, False] + [True] * 13 + [False]
+    slow = team.TeamTrial()
+    for _ in range(3):
+        slow.record(slow.wanted(), 5.0 if slow.calls else 0.0)  # the team as slow as one thread
+    slow.record(True, 6.0)
+    assert not slow.wanted()
+    busy = team.TeamTrial()
+    for _ in range(4):  # the team was always held by another caller
+        busy.wanted()
+        busy.record(False, 1.0)
+    assert busy.wanted()  # the team is still to be timed
 
 
 @pytest.mark.parametrize("optimizer", [C.OPT_SGD, C.OPT_MOMENTUM], ids=["sgd", "momentum"])
