@@ -89,7 +89,7 @@ def set_blas_threads(n: int) -> None:
 def use_loops(x: np.ndarray, k: int, blas_threads: int, loop_threads: int = 1) -> int:
     """How to multiply the input ``x`` (n, d) of a layer with ``k`` outputs: 0 for BLAS
     (``blas_threads`` threads), else the number of threads for the sparse loops (1, or
-    ``loop_threads`` when splitting the columns pays)."""
+    ``loop_threads`` when splitting the work pays: Design E)."""
     n, d = x.shape
     if n <= SMALL_BATCH:
         return 1

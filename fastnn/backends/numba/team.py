@@ -1,4 +1,5 @@
-"""A small team of Python threads for the convolution kernels (which release the GIL).
+"""Threads of the numba backend: a small team of Python threads for the convolution kernels
+(which release the GIL), and the policy of the sparse loops' ``prange`` team (E, F).
 
 Design:
 
@@ -17,7 +18,7 @@ D. Work is shared out dynamically (:func:`run_chunked`): the threads take chunks
    order afterwards: the result does not depend on which thread ran which chunk, nor on the
    number of threads.
 E. The sparse loops of the dense layers run *inside* compiled code (the whole epoch is one
-   call), where this Python team cannot reach: they split their columns with ``prange``
+   call), where this Python team cannot reach: they split their work with ``prange``
    (:mod:`.sparse`, Design F) on Numba's ``workqueue`` threading layer, whose workers sleep
    on condition variables between regions (no spinning next to BLAS). :func:`loop_team` picks
    that layer when the user has not chosen one (``NUMBA_THREADING_LAYER``) and Numba has not
