@@ -182,6 +182,15 @@ def test_team_trial_keeps_the_faster_mode():
     assert busy.wanted()  # the team is still to be timed
 
 
+def sparse_problem(rng):
+    """1100 rows sparse enough that one thread also picks the loops for the first layer (a
+    different choice, BLAS, would change the bits), and the team pays on two."""
+    X = inputs(rng, 1100, 784, 0.9, np.float32)
+    assert dense.use_loops(X, 128, 2, 1) == 1 and dense.use_loops(X, 128, 2, 2) == 2
+    layers = network(rng, (784, 128, 10), np.float32)
+    return X, rng.integers(0, 10, 1100), rng.permutation(1100), layers
+
+
 @pytest.mark.parametrize("optimizer", [C.OPT_SGD, C.OPT_MOMENTUM], ids=["sgd", "momentum"])
 @pytest.mark.parametrize("batch_size", [33, 1100])  # 1100 > one block of the column index
 def test_epoch_on_two_threads_equals_one_thread(two_threads, optimizer, batch_size):
@@ -190,12 +199,7 @@ def test_epoch_on_two_threads_equals_one_thread(two_threads, optimizer, batch_si
     import copy
 
     rng = np.random.default_rng(batch_size)
-    X = inputs(rng, 1100, 784, 0.81, np.float32)
-    y = rng.integers(0, 10, 1100)
-    order = rng.permutation(1100)
-    layers = network(rng, (784, 128, 10), np.float32)
-    if batch_size == 1100:
-        assert dense.use_loops(X, 128, 2, 2) == 2  # the team really runs here
+    X, y, order, layers = sparse_problem(rng)
     split = run_epoch(copy.deepcopy(layers), optimizer, X, y, order, batch_size)
     with team._loops_lock:  # busy: loop_team hands out a team of one thread
         serial = run_epoch(copy.deepcopy(layers), optimizer, X, y, order, batch_size)
@@ -210,11 +214,7 @@ def test_concurrent_epochs_do_not_collide(two_threads):
     the team, the other runs serially; both give the weights of a lone run."""
     import copy
 
-    rng = np.random.default_rng(9)
-    X = inputs(rng, 1100, 784, 0.81, np.float32)
-    y = rng.integers(0, 10, 1100)
-    order = rng.permutation(1100)
-    layers = network(rng, (784, 128, 10), np.float32)
+    X, y, order, layers = sparse_problem(np.random.default_rng(9))
     alone = run_epoch(copy.deepcopy(layers), C.OPT_SGD, X, y, order, 1100)
     found: list = [None] * 4
 
