@@ -8,7 +8,7 @@ of the pairwise speed-ups and the team's CPU/wall ratio (below 2 means the secon
 not get a core of its own: a busy machine). It first prints the cost of waking the team for an
 empty region (the ``TEAM_LAUNCH`` of ``fastnn/backends/numba/dense.py``) and the seconds the
 two ``parallel=True`` kernels take to compile (run with an empty ``NUMBA_CACHE_DIR`` for those
-to mean anything)::
+to mean anything; ``--compile-only`` stops there)::
 
     NUMBA_CACHE_DIR=$(mktemp -d) FASTNN_DATA=... PYTHONPATH=. python benchmarks/numba_team.py
 
@@ -56,9 +56,10 @@ def compile_seconds(x: np.ndarray, W: np.ndarray, delta: np.ndarray, members) ->
         ("weight_grad_team", lambda: sparse.weight_grad_team(x, delta, W.copy(), dirty, members,
                                                               True, 0.0)),
     ):  # fmt: skip
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         call()
-        seconds[name] = time.perf_counter() - start
+        seconds[name] = {"wall": round(time.perf_counter() - start, 2),
+                         "cpu": round(time.process_time() - cpu, 2)}  # fmt: skip
     return seconds
 
 
@@ -101,6 +102,8 @@ def main() -> None:
     print(f"threads {threads}, layer {numba.threading_layer()}")
     delta0 = (1e-6 * rng.standard_normal((64, k))).astype(np.float32)
     print("compile seconds", compile_seconds(X[:64], W, delta0, members))
+    if "--compile-only" in sys.argv:
+        return
     print(f"waking the team for an empty region: {launch_microseconds():.1f} us")
     for n in BATCHES:
         x = np.ascontiguousarray(X[rng.permutation(X.shape[0])[:n]])

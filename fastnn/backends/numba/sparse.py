@@ -32,10 +32,14 @@ F. Two threads (:func:`forward_team`, :func:`weight_grad_team`, ``parallel=True`
    ``dW``) was measured first: every thread then scans all of ``x`` for its non-zeros and
    builds the whole column index, which at k = 64 per thread is most of the work, and two
    threads were no faster than one. ``team`` (threads, size) int32 is the threads' scratch.
+   The one-thread entry points pass their range starts as ``np.int64(0)``: a literal ``0``
+   would be typed ``Literal[int](0)`` and compile every range kernel twice (measured: the
+   weight gradient's chain took 8 s more CPU to compile).
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import prange
 
 from .jit import kernel, parallel_kernel
@@ -137,7 +141,7 @@ def _forward_pair(x, i, W, out, scratch):
 @kernel
 def forward_loops(x, W, out, scratch):
     """out (n, k) = x @ W over the non-zeros of x (n, d); bias and activation not applied."""
-    forward_rows(x, W, out, scratch, 0, x.shape[0])
+    forward_rows(x, W, out, scratch, np.int64(0), x.shape[0])  # int64, not Literal[0] (Design F)
 
 
 @kernel
@@ -184,7 +188,7 @@ def weight_grad_loops(x, delta, target, scratch, dirty, sgd, lr):
     """x (n, d), delta (n, k), over the non-zeros of x: target (d, k) = x.T @ delta (dW), or
     with ``sgd`` target (W) -= lr * x.T @ delta. dirty (d,): Design C; unused with ``sgd``.
     """
-    weight_grad_features(x, delta, target, scratch, dirty, sgd, lr, 0, x.shape[1])
+    weight_grad_features(x, delta, target, scratch, dirty, sgd, lr, np.int64(0), x.shape[1])
 
 
 @kernel
@@ -283,7 +287,7 @@ def forward_team(x, W, out, team):
     (the same arithmetic as one thread); team (threads, >= d) int32: each thread's scratch."""
     threads = team.shape[0]
     for t in prange(threads):
-        r0, r1 = team_share(x.shape[0], t, threads, 2)
+        r0, r1 = team_share(x.shape[0], np.int64(t), threads, 2)
         forward_rows(x, W, out, team[t], r0, r1)
 
 
@@ -293,5 +297,5 @@ def weight_grad_team(x, delta, target, dirty, team, sgd, lr):
     ``team.shape[0]`` threads; team (threads, >= scratch_size(d)) int32: their scratch."""
     threads = team.shape[0]
     for t in prange(threads):
-        j0, j1 = team_share(x.shape[1], t, threads, 1)
+        j0, j1 = team_share(x.shape[1], np.int64(t), threads, 1)
         weight_grad_features(x, delta, target, team[t], dirty, sgd, lr, j0, j1)
