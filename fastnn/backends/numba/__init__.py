@@ -16,8 +16,8 @@ trusted entry points of this package's modules, which mirror the other backends:
   (``train_epoch_kernel``);
 - ``conv``, ``pool``: direct register-blocked convolutions (vector intrinsics of ``simd``) and
   max pooling, the batch split over the threads of ``team`` (the CNN trains per batch);
-- ``jit``: the JIT flags (cache, fastmath, no ``parallel``), the stamped disk cache and
-  ``specialize`` (a kernel compiled per bound callee).
+- ``jit``: the JIT flags (cache, fastmath; ``parallel`` only for the thread-split loops), the
+  stamped disk cache and ``specialize`` (a kernel compiled per bound callee).
 
 Importing this package without Numba installed raises ImportError, which the backend registry
 reports as "unavailable".
@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the 'numba' backend needs numba (pip install fastnn[numba])") from exc
 
 from .._frontend import bind, contract_names
-from . import conv, dense, epoch, losses, optim, pool, predict
+from . import conv, dense, epoch, losses, optim, pool, predict, team
 
 NAME = "numba"
 #: Layer kinds ``train_epoch`` runs; a model with any other layer trains through the eager loop.
@@ -60,10 +60,11 @@ globals().update(bind(NAME, _trusted_entry_points()))
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads for the BLAS products and for the convolution and pooling kernels.
 
-    The dense kernels are single-threaded by design (no OpenMP ``prange`` next to BLAS, see
-    :mod:`.jit`); the conv/pool kernels split the batch over ``n`` threads of their own passive
-    team (:mod:`.team`). Numba's own pool is set too, capped at its maximum, so Numba code a
-    user writes alongside agrees. Applies to every BLAS library in the process.
+    The sparse loops of the dense layers split their columns over ``n`` threads of Numba's
+    passive ``workqueue`` layer where that pays (never OpenMP next to BLAS, see :mod:`.jit`
+    and :mod:`.team`, Design E); the conv/pool kernels split the batch over ``n`` threads of
+    their own passive team (:mod:`.team`). Numba's own pool is set too, capped at its maximum,
+    so Numba code a user writes alongside agrees. Applies to every BLAS library in the process.
 
     Parameters
     ----------
@@ -76,6 +77,7 @@ def set_num_threads(n: int) -> None:
     import scipy.linalg.cython_blas  # noqa: F401  (loads the OpenBLAS that np.dot uses in Numba)
     from threadpoolctl import threadpool_limits
 
+    team.choose_threading_layer()  # before Numba starts its threads (team.py, Design E)
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     threadpool_limits(limits=n, user_api="blas")
     dense.set_blas_threads(n)

@@ -25,11 +25,15 @@ E. The epoch is compiled per (loss, optimizer) pair, on first use: :func:`train_
    and step kernel the codes select (:mod:`.jit` Design G), so a fit compiles one loss and one
    optimizer, not all five and three a run-time dispatch would (cold start measured in
    ``benchmarks/README.md``, "Numba cold start"). Each pair is cached on disk on its own.
+F. ``team`` (:mod:`.dense`, Design E) is held by :func:`train_epoch` for the whole epoch
+   (:mod:`.team`, Designs E and F); each layer's :func:`use_loops` decision carries the
+   number of threads of its loops, which the backward pass reuses.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -41,6 +45,7 @@ from .jit import kernel, specialize
 from .losses import loss_kernel
 from .optim import update_kernel
 from .sparse import scratch_size, weight_grad_loops
+from .team import loop_team, trial
 
 
 @kernel
@@ -59,7 +64,7 @@ def _gather(X, targets, order, start, m, x_batch, y_batch):
 @kernel
 def _backward_all(
     weights, outputs, grads, preacts, dW, db, x, acts, alphas, loops, scratch, dirty, sgd, lr, m,
-    stepped,
+    stepped, team,
 ):  # fmt: skip
     """dense_backward from the last layer to the first (no input gradient for the first);
     stepped[i] tells whether layer i's W already took its plain-SGD step."""
@@ -69,6 +74,7 @@ def _backward_all(
         stepped[i] = dense_backward_kernel(
             inp, weights[i], preacts[i][:m], outputs[i][:m], grads[i][:m], acts[i], alphas[i],
             dW[i], db[i], grad_x, i > 0, loops[i], scratch, dirty[i, : inp.shape[1]], sgd, lr,
+            team,
         )  # fmt: skip
 
 
@@ -95,20 +101,24 @@ def _train_epoch(
     weights, biases, state1_w, state1_b, state2_w, state2_b,
     outputs, grads, preacts, dW, db, x_batch, y_batch,
     acts, alphas, loss, optimizer, hyper, step,
-    X, targets, order, batch_size, batch_losses, blas_threads,
+    X, targets, order, batch_size, batch_losses, blas_threads, team,
 ):  # fmt: skip
     """One epoch (see the kernel contract); targets and y_batch are 2-D. Returns (done, step).
 
     Compiled only through :func:`train_epoch_kernel`; ``loss`` is the code ``epoch_loss`` was
-    bound for."""
+    bound for.
+    team: None, or the threads' scratch of the thread-split loops (Design F)."""
     n_rows = order.shape[0]
     n_layers = len(weights)
     widest = 0
     for i in range(n_layers):
         widest = max(widest, weights[i].shape[0])
+    threads = 1
+    if team is not None:  # pruned at compile time (Design F)
+        threads = team.shape[0]
     scratch = np.empty(scratch_size(widest), np.int32)
     dirty = np.ones((n_layers, widest), np.bool_)  # dW may hold anything on entry
-    loops = np.zeros(n_layers, np.bool_)
+    loops = np.zeros(n_layers, np.int64)  # 0: BLAS, else the loops' threads
     stepped = np.zeros(n_layers, np.bool_)
     lr = hyper[H_LR]
     plain_sgd = optimizer == OPT_SGD and hyper[H_WEIGHT_DECAY] == 0.0
@@ -119,10 +129,10 @@ def _train_epoch(
         x = x_batch[:m]
         for i in range(n_layers):
             inp = x if i == 0 else outputs[i - 1][:m]
-            loops[i] = use_loops(inp, weights[i].shape[1], blas_threads)
+            loops[i] = use_loops(inp, weights[i].shape[1], blas_threads, threads)
             dense_forward_kernel(
                 inp, weights[i], biases[i], acts[i], alphas[i], preacts[i][:m], outputs[i][:m],
-                scratch, loops[i],
+                scratch, loops[i], team,
             )  # fmt: skip
         last = n_layers - 1
         value = epoch_loss(outputs[last][:m], y_batch[:m], grads[last][:m])
@@ -132,7 +142,7 @@ def _train_epoch(
             break
         _backward_all(
             weights, outputs, grads, preacts, dW, db, x, acts, alphas, loops, scratch, dirty,
-            plain_sgd, lr, m, stepped,
+            plain_sgd, lr, m, stepped, team,
         )  # fmt: skip
         step += 1
         for i in range(n_layers):
@@ -181,12 +191,18 @@ def train_epoch(
     n = X.shape[0]
     kt = 1 if targets.ndim == 1 else targets.shape[1]
     y_batch = ws.y_batch.reshape(ws.batch_size, kt)
-    done, step = train_epoch_kernel(ws.loss, ws.optimizer)(
-        tuple(ws.weights), tuple(ws.biases), tuple(ws.state1_w), tuple(ws.state1_b),
-        tuple(ws.state2_w), tuple(ws.state2_b), tuple(ws.outputs), tuple(ws.grads),
-        tuple(ws.preacts), tuple(ws.dW), tuple(ws.db), ws.x_batch, y_batch,
-        ws.acts, ws.alphas, int(ws.loss), int(ws.optimizer), ws.hyper, int(ws.step),
-        X, targets.reshape(n, kt), order, batch_size, batch_losses, blas_threads(),
-    )  # fmt: skip
+    widest = max(W.shape[0] for W in ws.weights)
+    shape = trial((n, batch_size, tuple(W.shape for W in ws.weights)))
+    start = time.perf_counter()
+    with loop_team(scratch_size(widest), shape.wanted()) as team:  # team.py, Designs E and F
+        done, step = train_epoch_kernel(ws.loss, ws.optimizer)(
+            tuple(ws.weights), tuple(ws.biases), tuple(ws.state1_w), tuple(ws.state1_b),
+            tuple(ws.state2_w), tuple(ws.state2_b), tuple(ws.outputs), tuple(ws.grads),
+            tuple(ws.preacts), tuple(ws.dW), tuple(ws.db), ws.x_batch, y_batch,
+            ws.acts, ws.alphas, int(ws.loss), int(ws.optimizer), ws.hyper, int(ws.step),
+            X, targets.reshape(n, kt), order, batch_size, batch_losses, blas_threads(), team,
+        )  # fmt: skip
+        if team is not None:
+            shape.record(team.shape[0] > 1, time.perf_counter() - start)
     ws.step = int(step)
     return int(done)

@@ -22,12 +22,13 @@ D. ``error_model="numpy"``: float division by zero gives inf/NaN like NumPy (the
    sees it) instead of a Python ZeroDivisionError, and the division needs no branch.
 E. No ``inline="always"``: Numba-level inlining of a helper that takes arrays adds atomic
    reference counting at every call site; hot loops are written out instead.
-F. ``parallel`` is off: no ``prange`` anywhere. The only multi-threaded work is BLAS (scipy's
-   OpenBLAS, reached through ``np.dot``). An OpenMP ``prange`` next to BLAS calls leaves spinning
-   OpenMP workers that starve the BLAS threads (DESIGN.md measured 25x slower at batch 128);
-   the sparse first-layer loops, the only place where ``prange`` could help, are already
-   several times faster than the dense product they replace, so one pool (BLAS) is kept.
-   See ``fastnn.backends.numba.set_num_threads``.
+F. ``parallel`` is off except in :func:`parallel_kernel`: the two thread-split sparse loops
+   (:mod:`.sparse`, Design F), compiled only in a process that uses more than one thread. An
+   OpenMP ``prange`` next to BLAS calls leaves spinning OpenMP workers that starve the BLAS
+   threads (DESIGN.md measured 25x slower at batch 128), so those kernels run only on Numba's
+   ``workqueue`` layer, whose workers sleep between regions (:mod:`.team`, Design E), and only
+   where the work of a region pays for waking them (~60 us measured per region, so not at
+   MNIST batches of 32 or 128). See ``fastnn.backends.numba.set_num_threads``.
 G. A kernel that would dispatch on a code at run time (the epoch's loss and optimizer) is
    compiled per code instead, by :func:`specialize`: a copy of the function whose named
    globals are bound to the one kernel the code selects. Numba compiles (and links into the
@@ -166,3 +167,15 @@ def specialize(func: Callable, **bindings: Callable) -> Callable:
     copy.__doc__ = func.__doc__
     setattr(copy, VARIANT, tuple(sorted((k, _qualified(v)) for k, v in bindings.items())))
     return kernel(copy)
+
+
+def parallel_kernel(func: Callable) -> Callable:
+    """:func:`kernel` with ``parallel=True``: its ``prange`` loops run on Numba's threading
+    layer (Design F). Compiled on its first call only, so one-thread processes never pay it."""
+    dispatcher = numba.njit(parallel=True, **JIT_OPTIONS)(func)
+    if CACHE and isinstance(dispatcher, Dispatcher):
+        try:
+            dispatcher._cache = _StampedCache(func)
+        except RuntimeError as exc:
+            _run_uncached(func.__qualname__, exc)
+    return dispatcher

@@ -22,11 +22,27 @@ D. All integer scratch lives in one int32 ``scratch`` array (see :func:`scratch_
 E. No array views (``W[j]``) and no helper calls taking arrays inside the per-row or
    per-column loops: each costs atomic reference-count updates in Numba, which a profile of
    the batch-1 epoch showed taking 70% of the time. Rows are indexed as ``W[j, c]``.
+F. Two threads (:func:`forward_team`, :func:`weight_grad_team`, ``parallel=True`` with one
+   ``prange`` iteration per thread, on the layer chosen by :mod:`.team`, Design E): each owns
+   its part of the output, so there is no reduction and no atomic, and each does exactly the
+   arithmetic of one thread on it, so the results are bit-identical for any thread count.
+   The forward splits the *rows* of ``x`` (in pairs, as Design A pairs them) and the weight
+   gradient the *input features* (rows of ``dW``/``W``, each thread indexing only its columns
+   of ``x``). Splitting the hidden units instead (each thread its columns of ``out`` and
+   ``dW``) was measured first: every thread then scans all of ``x`` for its non-zeros and
+   builds the whole column index, which at k = 64 per thread is most of the work, and two
+   threads were no faster than one. ``team`` (threads, size) int32 is the threads' scratch.
+   The one-thread entry points pass their range starts as ``np.int64(0)``: a literal ``0``
+   would be typed ``Literal[int](0)`` and compile every range kernel twice (measured: the
+   weight gradient's chain took 8 s more CPU to compile).
 """
 
 from __future__ import annotations
 
-from .jit import kernel
+import numpy as np
+from numba import prange
+
+from .jit import kernel, parallel_kernel
 
 CHUNK_ROWS = 64  # input rows per column index: its row lists stay in L1/L2
 
@@ -50,13 +66,13 @@ def _split(scratch, d):
 
 
 @kernel
-def _row_lists(x, r0, r1, lst, rowlen):
-    """Concatenated non-zero column lists of rows r0..r1-1 of x; returns their total length."""
-    d = x.shape[1]
+def _row_lists(x, r0, r1, lst, rowlen, j0, j1):
+    """Concatenated lists of the non-zero columns j0..j1-1 of rows r0..r1-1 of x; returns
+    their total length."""
     total = 0
     for i in range(r0, r1):
         nnz = 0
-        for j in range(d):  # branch-free: always store, advance only past a non-zero
+        for j in range(j0, j1):  # branch-free: always store, advance only past a non-zero
             lst[total + nnz] = j
             nnz += x[i, j] != 0
         rowlen[i - r0] = nnz
@@ -125,29 +141,34 @@ def _forward_pair(x, i, W, out, scratch):
 @kernel
 def forward_loops(x, W, out, scratch):
     """out (n, k) = x @ W over the non-zeros of x (n, d); bias and activation not applied."""
-    n = x.shape[0]
-    for i in range(0, n - 1, 2):
-        _forward_pair(x, i, W, out, scratch)
-    if n % 2:
-        _forward_row(x, n - 1, W, out, scratch)
+    forward_rows(x, W, out, scratch, np.int64(0), x.shape[0])  # int64, not Literal[0] (Design F)
 
 
 @kernel
-def _column_index(x, r0, r1, scratch):
-    """Column index of the non-zeros of x[r0:r1] (Design B).
+def forward_rows(x, W, out, scratch, r0, r1):
+    """Rows r0..r1-1 of :func:`forward_loops`; r0 even, so rows pair as in the whole call."""
+    for i in range(r0, r1 - 1, 2):
+        _forward_pair(x, i, W, out, scratch)
+    if (r1 - r0) % 2:
+        _forward_row(x, r1 - 1, W, out, scratch)
+
+
+@kernel
+def _column_index(x, r0, r1, scratch, j0, j1):
+    """Column index of the non-zeros of x[r0:r1, j0:j1] (Design B).
 
     Returns the number of touched columns; ``active`` lists them, column j's rows are
-    ``rows[start:end]`` with ``end = ends[j]`` and ``start = ends[j - 1]`` (0 for j = 0).
+    ``rows[start:end]`` with ``end = ends[j]`` and ``start = ends[j - 1]`` (0 for j = j0).
     """
     d = x.shape[1]
     lst, rows, rowlen, ends, active = _split(scratch, d)
-    total = _row_lists(x, r0, r1, lst, rowlen)
-    for j in range(d + 1):
+    total = _row_lists(x, r0, r1, lst, rowlen, j0, j1)
+    for j in range(j0, j1 + 1):
         ends[j] = 0
     for e in range(total):
         ends[lst[e] + 1] += 1
     n_active = 0
-    for j in range(d):
+    for j in range(j0, j1):
         active[n_active] = j
         n_active += ends[j + 1] != 0
         ends[j + 1] += ends[j]
@@ -167,6 +188,13 @@ def weight_grad_loops(x, delta, target, scratch, dirty, sgd, lr):
     """x (n, d), delta (n, k), over the non-zeros of x: target (d, k) = x.T @ delta (dW), or
     with ``sgd`` target (W) -= lr * x.T @ delta. dirty (d,): Design C; unused with ``sgd``.
     """
+    weight_grad_features(x, delta, target, scratch, dirty, sgd, lr, np.int64(0), x.shape[1])
+
+
+@kernel
+def weight_grad_features(x, delta, target, scratch, dirty, sgd, lr, j0, j1):
+    """Rows j0..j1-1 of :func:`weight_grad_loops` (input features j0..j1-1 of x): only those
+    columns of x are read, only those rows of target and entries of dirty written."""
     n, d = x.shape
     k = delta.shape[1]
     zero = target.dtype.type(0.0)
@@ -175,14 +203,14 @@ def weight_grad_loops(x, delta, target, scratch, dirty, sgd, lr):
     for r0 in range(0, n, CHUNK_ROWS):
         if n == 1:
             # One row: its non-zero list is the column index (batch-1 SGD lives here).
-            n_active = _row_lists(x, 0, 1, active, rowlen)
+            n_active = _row_lists(x, 0, 1, active, rowlen, j0, j1)
             rows[0] = 0
         else:
-            n_active = _column_index(x, r0, min(n, r0 + CHUNK_ROWS), scratch)
+            n_active = _column_index(x, r0, min(n, r0 + CHUNK_ROWS), scratch, j0, j1)
         if r0 == 0 and not sgd:
             # Rows no input touches must end up zero: only the dirty ones can be non-zero.
-            for j in range(d):
-                empty = x[0, j] == 0 if n == 1 else ends[j] == (ends[j - 1] if j > 0 else 0)
+            for j in range(j0, j1):
+                empty = x[0, j] == 0 if n == 1 else ends[j] == (ends[j - 1] if j > j0 else 0)
                 if dirty[j] and empty:
                     for c in range(k):
                         target[j, c] = zero
@@ -192,7 +220,7 @@ def weight_grad_loops(x, delta, target, scratch, dirty, sgd, lr):
             if n == 1:
                 t, e = 0, 1
             else:
-                t, e = (ends[j - 1] if j > 0 else 0), ends[j]
+                t, e = (ends[j - 1] if j > j0 else 0), ends[j]
             if not sgd:
                 if r0 == 0:
                     for c in range(k):
@@ -241,3 +269,33 @@ def input_grad_loops(delta, W, grad_x):
             for c in range(k):
                 acc += delta[i, c] * W[j, c]
             grad_x[i, j] = acc
+
+
+# Thread-split loops (Design F) ------------------------------------------------------------------
+@kernel
+def team_share(size, t, threads, multiple):
+    """Part (start, stop) of thread t of ``threads`` in range(size): equal shares, each a
+    multiple of ``multiple`` but the last."""
+    share = -(-size // threads)
+    share = -(-share // multiple) * multiple
+    return min(size, t * share), min(size, (t + 1) * share)
+
+
+@parallel_kernel
+def forward_team(x, W, out, team):
+    """:func:`forward_loops` with the rows of x split over ``team.shape[0]`` threads in pairs
+    (the same arithmetic as one thread); team (threads, >= d) int32: each thread's scratch."""
+    threads = team.shape[0]
+    for t in prange(threads):
+        r0, r1 = team_share(x.shape[0], np.int64(t), threads, 2)
+        forward_rows(x, W, out, team[t], r0, r1)
+
+
+@parallel_kernel
+def weight_grad_team(x, delta, target, dirty, team, sgd, lr):
+    """:func:`weight_grad_loops` with the input features (rows of target) split over
+    ``team.shape[0]`` threads; team (threads, >= scratch_size(d)) int32: their scratch."""
+    threads = team.shape[0]
+    for t in prange(threads):
+        j0, j1 = team_share(x.shape[1], np.int64(t), threads, 1)
+        weight_grad_features(x, delta, target, team[t], dirty, sgd, lr, j0, j1)
