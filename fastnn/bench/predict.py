@@ -87,14 +87,16 @@ def _compare_and_warm_up(
 
 def _time_in_rounds(
     predictors: Sequence[tuple[str, PredictFn]], X: np.ndarray, x1: np.ndarray,
-    calls: int, repeats: int, rounds: int,
+    calls: int, repeats: int, rounds: int, settle: float = 0.0,
 ) -> tuple[list[list[int]], list[list[int]]]:  # fmt: skip
-    """Nanoseconds of each batch-1 call and of each batch call, per predictor."""
+    """Nanoseconds of each batch-1 call and of each batch call, per predictor; ``settle``
+    seconds of idle time before each predictor's share of a round."""
     latency: list[list[int]] = [[] for _ in predictors]
     per_batch: list[list[int]] = [[] for _ in predictors]
     clock = time.perf_counter_ns
     for n_calls, n_batches in zip(_shares(calls, rounds), _shares(repeats, rounds), strict=True):
         for i, (_, fn) in enumerate(predictors):
+            time.sleep(settle)
             for _ in range(n_calls):
                 t0 = clock()
                 fn(x1)
@@ -115,6 +117,7 @@ def measure_predict(
     batch: int = 1024,
     repeats: int = 20,
     rounds: int = 5,
+    settle: float = 0.2,
     seed: int = 0,
     inputs: np.ndarray | None = None,
 ) -> list[PredictRow]:
@@ -132,6 +135,10 @@ def measure_predict(
         Batch size and timed calls of the throughput measurement (after one untimed call).
     rounds : int, default 5
         The calls are split over this many rounds that interleave the predictors.
+    settle : float, default 0.2
+        Idle seconds before each predictor's share of a round: the worker threads the previous
+        predictor left spinning (NumPy's OpenBLAS ~0.1 s, onnxruntime's and OpenMP's pools)
+        have stopped by then, so no predictor runs beside another's spinning threads.
     seed : int
         Seed of the random standard-normal inputs.
     inputs : ndarray, shape (>= batch, n_features), optional
@@ -161,7 +168,9 @@ def measure_predict(
         X = np.ascontiguousarray(rng.standard_normal((batch, n_features)), dtype=np.float32)
     x1 = np.ascontiguousarray(X[:1])
     diffs = _compare_and_warm_up(predictors, X, x1, warmup)
-    latency, per_batch = _time_in_rounds(predictors, X, x1, calls, repeats, rounds)
+    if settle < 0:
+        raise ValueError(f"settle must be >= 0, got {settle}")
+    latency, per_batch = _time_in_rounds(predictors, X, x1, calls, repeats, rounds, settle)
     rows = []
     for (name, _), lat, big, diff in zip(predictors, latency, per_batch, diffs, strict=True):
         lat_us = np.asarray(lat, dtype=np.float64) / 1e3
