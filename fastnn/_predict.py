@@ -25,16 +25,13 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from ._validation import check_X_in_place
 from .backends import resolve_backend
 from .backends.workspace import make_slots
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .model import Sequential
 
 #: Rows a served call may have to take the fast path (Design D); its plan holds this many.
 FAST_ROWS = 64
@@ -44,12 +41,21 @@ MAX_PLANS = 8
 Run = Callable[[np.ndarray], np.ndarray]
 
 
+class Model(Protocol):
+    """What a plan reads of a model (``fastnn.Sequential``; this module never imports it)."""
+
+    layers: list
+    dtype: np.dtype
+    input_shape: tuple[int, ...] | None
+    backend: str | None
+
+
 class Plan:
     """A forward pass for up to ``rows`` samples on one backend (Design A-C)."""
 
     __slots__ = ("refs", "run", "lock")
 
-    def __init__(self, model: Sequential, B: ModuleType, rows: int, last_act: int) -> None:
+    def __init__(self, model: Model, B: ModuleType, rows: int, last_act: int) -> None:
         self.refs = tuple((la, n, getattr(la, n)) for la in model.layers for n in la.param_names)
         self.run = _build(model, B, rows, last_act)
         self.lock = threading.Lock()
@@ -62,7 +68,7 @@ class Plan:
         return True
 
 
-def _build(model: Sequential, B: ModuleType, rows: int, last_act: int) -> Run:
+def _build(model: Model, B: ModuleType, rows: int, last_act: int) -> Run:
     layers = model.layers
     acts = [layer.act_code for layer in layers[:-1]] + [last_act]
     if hasattr(B, "prepare_predict_dense") and all(la.kind == "dense" for la in layers):
@@ -82,7 +88,7 @@ def _build(model: Sequential, B: ModuleType, rows: int, last_act: int) -> Run:
     return run
 
 
-def plan_for(model: Sequential, B: ModuleType, rows: int, last_act: int) -> Plan:
+def plan_for(model: Model, B: ModuleType, rows: int, last_act: int) -> Plan:
     """The model's plan for (backend, rows, output activation), built on first use."""
     plans = model.__dict__.setdefault("_plans", {})
     key = (B.NAME, rows, last_act)
@@ -95,7 +101,7 @@ def plan_for(model: Sequential, B: ModuleType, rows: int, last_act: int) -> Plan
 
 
 @contextmanager
-def exclusive_plan(model: Sequential, B: ModuleType, rows: int, last_act: int) -> Iterator[Plan]:
+def exclusive_plan(model: Model, B: ModuleType, rows: int, last_act: int) -> Iterator[Plan]:
     """The model's plan, held for the ``with`` block; a fresh one if another thread holds it
     (Design C). Outputs of ``plan.run`` are views of its buffers, valid inside the block."""
     plan = plan_for(model, B, rows, last_act)
@@ -109,7 +115,7 @@ def exclusive_plan(model: Sequential, B: ModuleType, rows: int, last_act: int) -
 
 
 def fast_forward(
-    model: Sequential, X: object, last_act: int, backend: str | None, input_scale: float | None
+    model: Model, X: object, last_act: int, backend: str | None, input_scale: float | None
 ) -> np.ndarray | None:
     """Outputs (n, n_outputs) of a served call (Design D), or None for the general path."""
     if (

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from .busy import competitor
+from .report import limit_seconds
 from .runner import QUICK, BenchConfig
 
 DEFAULT_JSON = "fastnn-bench.json"
@@ -339,9 +340,8 @@ def _summary(report: dict) -> str:
     lines = [f"SGEMM ceiling: {report['sgemm_gflops']:.1f} GFLOP/s "
              f"({report['machine']['threads']} threads); "
              f"{report['config']['flops_per_sample']:,} FLOP per sample"]  # fmt: skip
-    c = report["config"]
-    if c.get("nonzero_flops_per_sample") and report["sgemm_gflops"]:
-        limit_s = c["nonzero_flops_per_sample"] * c["n_train"] / report["sgemm_gflops"] / 1e9
+    c, limit_s = report["config"], limit_seconds(report)
+    if limit_s is not None:
         lines.append(f"work really done: {c['nonzero_flops_per_sample']:,.0f} FLOP per sample "
                      f"({c['nonzero_inputs_per_sample']:.0f} non-zero inputs); limit "
                      f"{limit_s:.3f} s per epoch at the SGEMM ceiling")  # fmt: skip

@@ -71,12 +71,20 @@ def _busy_md(report: dict) -> list[str]:
             "whole run (`--busy-core`)."]  # fmt: skip
 
 
-def _limit_md(report: dict) -> list[str]:
-    """The non-zero FLOP count and the epoch time it implies at the SGEMM ceiling."""
+def limit_seconds(report: dict) -> float | None:
+    """The epoch's limit: the non-zero FLOP count of an epoch at the SGEMM ceiling (None
+    when the report has no such count)."""
     c = report["config"]
     if not c.get("nonzero_flops_per_sample") or not report.get("sgemm_gflops"):
+        return None
+    return c["nonzero_flops_per_sample"] * c["n_train"] / report["sgemm_gflops"] / 1e9
+
+
+def _limit_md(report: dict) -> list[str]:
+    """The non-zero FLOP count and the epoch time it implies at the SGEMM ceiling."""
+    c, limit_s = report["config"], limit_seconds(report)
+    if limit_s is None:
         return []
-    limit_s = c["nonzero_flops_per_sample"] * c["n_train"] / report["sgemm_gflops"] / 1e9
     return [
         f"- Work really done: {c['nonzero_flops_per_sample']:,.0f} FLOP per sample with "
         f"{c['nonzero_inputs_per_sample']:.1f} non-zero inputs of {c['layer_sizes'][0]} "

@@ -23,6 +23,7 @@ from fastnn import _codes as C  # noqa: E402
 from fastnn.backends import eager  # noqa: E402
 from fastnn.backends import numba as nb  # noqa: E402
 from fastnn.backends import numpy as ref  # noqa: E402
+from fastnn.backends.numba import blas as nb_blas  # noqa: E402
 from fastnn.backends.numba import dense, sparse  # noqa: E402
 from fastnn.backends.workspace import Workspace  # noqa: E402
 from fastnn.layers import Dense  # noqa: E402
@@ -296,7 +297,7 @@ def test_one_and_two_threads_give_the_same_weights():
         for info in threadpool_info():
             if info["filepath"] in before_blas:
                 threadpool_limits(before_blas[info["filepath"]], user_api=info["user_api"])
-        dense.set_blas_threads(max(before_blas.values(), default=1))
+        nb_blas.set_blas_threads(max(before_blas.values(), default=1))
     for one, two in zip(*results, strict=True):
         np.testing.assert_allclose(one, two, rtol=1e-12, atol=1e-14)
     for bad in (0, 1.5, True):

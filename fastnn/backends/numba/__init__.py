@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the 'numba' backend needs numba (pip install fastnn[numba])") from exc
 
 from .._frontend import bind, contract_names
-from . import conv, dense, epoch, losses, optim, pool, predict, team
+from . import blas, conv, dense, epoch, losses, optim, pool, predict, team
 
 NAME = "numba"
 #: Layer kinds ``train_epoch`` runs; a model with any other layer trains through the eager loop.
@@ -80,9 +80,9 @@ def set_num_threads(n: int) -> None:
     team.choose_threading_layer()  # before Numba starts its threads (team.py, Design E)
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     threadpool_limits(limits=n, user_api="blas")
-    dense.set_blas_threads(n)
+    blas.set_blas_threads(n)
 
 
 def get_num_threads() -> int:
     """Threads of the BLAS products (what the loops-or-BLAS cost model assumes)."""
-    return dense.blas_threads()
+    return blas.blas_threads()

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..._codes import NEEDS_PREACTIVATION
 from .activations import act_backward_row, bias_act_row
+from .blas import blas_threads
 from .jit import kernel
 from .sparse import (
     forward_loops,
@@ -38,6 +39,7 @@ from .sparse import (
     weight_grad_loops,
     weight_grad_team,
 )
+from .team import loop_team
 
 # Cost model of one forward + dW, in ns, fitted on the project machine (AMD EPYC, AVX-512; see
 # the backend report). Loops cost per non-zero input and output column; BLAS pays a call,
@@ -60,29 +62,6 @@ SMALL_BATCH = 2  # up to this many rows, loops also compute grad_x (BLAS: call o
 TEAM_LAUNCH = 60000.0
 TEAM_UNEVEN = 0.1
 TEAM_MIN_COLUMNS = 32
-
-# Threads of the BLAS that np.dot reaches in Numba (scipy's OpenBLAS), for the cost model;
-# looked up once (threadpoolctl takes milliseconds), then kept by set_blas_threads.
-_blas_thread_count: int | None = None
-
-
-def blas_threads() -> int:
-    """Threads of the BLAS library that ``np.dot`` calls in compiled code."""
-    global _blas_thread_count
-    if _blas_thread_count is None:
-        import scipy.linalg.cython_blas  # noqa: F401  (loads the library first)
-        from threadpoolctl import threadpool_info
-
-        blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-        scipy_blas = [i for i in blas if "scipy.libs" in i.get("filepath", "")]
-        _blas_thread_count = max([i["num_threads"] for i in scipy_blas or blas] or [1])
-    return _blas_thread_count
-
-
-def set_blas_threads(n: int) -> None:
-    """Record that BLAS now runs ``n`` threads (the caller has set it)."""
-    global _blas_thread_count
-    _blas_thread_count = int(n)
 
 
 @kernel
@@ -175,8 +154,6 @@ def dense_forward(
     out: np.ndarray,
 ) -> None:
     """out (n, k) = act(x (n, d) @ W (d, k) + b (k,)); z_out (n, k) = x @ W + b or None."""
-    from .team import loop_team  # (team imports this module)
-
     z = z_out if act in NEEDS_PREACTIVATION else out[:0]  # Design D
     scratch = np.empty(x.shape[1], np.int32)
     with loop_team(x.shape[1]) as team:
@@ -202,8 +179,6 @@ def dense_backward(
     want_grad_x = grad_x_out is not None
     grad_x = grad_x_out if want_grad_x else x[:0]  # Design D
     preact = z if act in NEEDS_PREACTIVATION else a[:0]
-    from .team import loop_team  # (team imports this module)
-
     dirty = np.ones(d, np.bool_)  # dW_out may hold anything
     scratch = np.empty(scratch_size(d), np.int32)
     with loop_team(scratch_size(d)) as team:

@@ -40,7 +40,8 @@ import numpy as np
 
 from ..._codes import H_LR, H_WEIGHT_DECAY, OPT_SGD
 from ..workspace import Workspace
-from .dense import blas_threads, dense_backward_kernel, dense_forward_kernel, use_loops
+from .blas import blas_threads
+from .dense import dense_backward_kernel, dense_forward_kernel, use_loops
 from .jit import kernel, specialize
 from .losses import loss_kernel
 from .optim import update_kernel

@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .dense import blas_threads, dense_forward_kernel, use_loops
+from .blas import blas_threads
+from .dense import dense_forward_kernel, use_loops
 from .jit import kernel
 from .team import TEAM
 

@@ -45,7 +45,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from .dense import blas_threads
+from .blas import blas_threads
 
 CHUNK = 8  # images a thread takes at a time (Design D)
 
