@@ -17,6 +17,10 @@ D. :func:`fast_forward` is the path of the common served call: an ndarray of the
    attribute reads and one ``isfinite`` pass, and skips the chunking machinery; the result is a
    fresh array, never a view of the plan's buffers. Anything else returns None and takes the
    general path.
+E. A plan built from ``prepare_predict_dense`` checks its input in its compiled pass (it
+   returns None for NaN or infinite values, having computed nothing): a caller feeding it the
+   user's array itself (:func:`checks_input`) skips the separate check of the values, one read
+   of ``X`` fewer; :func:`outputs_of` then raises the check's error.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ._feed import is_direct
 from ._validation import check_X_in_place
 from .backends import resolve_backend
 from .backends.workspace import make_slots
@@ -57,7 +62,7 @@ class Plan:
 
     def __init__(self, model: Model, B: ModuleType, rows: int, last_act: int) -> None:
         self.refs = tuple((la, n, getattr(la, n)) for la in model.layers for n in la.param_names)
-        self.run = _build(model, B, rows, last_act)
+        self.run: Callable[[np.ndarray], np.ndarray | None] = _build(model, B, rows, last_act)
         self.lock = threading.Lock()
 
     def is_current(self) -> bool:
@@ -68,10 +73,38 @@ class Plan:
         return True
 
 
+def checks_input(model: Model, B: ModuleType) -> bool:
+    """Whether the model's plans on ``B`` run in one compiled call that checks its input
+    (Design A, E)."""
+    return hasattr(B, "prepare_predict_dense") and all(la.kind == "dense" for la in model.layers)
+
+
+def checked_by_plan(model: Model, B: ModuleType, X: object, scale: float | None) -> bool:
+    """True when ``X`` goes as it is to plans that check its values (Design E): an ndarray of
+    the model's sample shape and dtype, C-contiguous, with no ``scale``."""
+    return (
+        type(X) is np.ndarray
+        and X.shape[1:] == model.input_shape
+        and X.shape[0] > 0
+        and is_direct(X, model.dtype, scale)
+        and checks_input(model, B)
+    )
+
+
+def outputs_of(plan: Plan, x: np.ndarray, model: Model) -> np.ndarray:
+    """``plan.run(x)``, raising the error of :func:`check_X_in_place` where the plan found
+    NaN or infinite values in ``x`` (Design E)."""
+    out = plan.run(x)
+    if out is None:
+        check_X_in_place(x, model.input_shape, model.dtype)
+        raise ValueError("X contains NaN or infinite values")  # x changed meanwhile (a race)
+    return out
+
+
 def _build(model: Model, B: ModuleType, rows: int, last_act: int) -> Run:
     layers = model.layers
     acts = [layer.act_code for layer in layers[:-1]] + [last_act]
-    if hasattr(B, "prepare_predict_dense") and all(la.kind == "dense" for la in layers):
+    if checks_input(model, B):
         return B.prepare_predict_dense(
             [la.W for la in layers], [la.b for la in layers], acts,
             [la.act_alpha for la in layers], rows,
@@ -129,14 +162,14 @@ def fast_forward(
         or model.input_shape != X.shape[1:]
     ):
         return None
-    if not np.isfinite(X).all():
-        check_X_in_place(X, model.input_shape, model.dtype)  # raises with the count
     B = resolve_backend(backend or model.backend)
+    if not checks_input(model, B) and not np.isfinite(X).all():
+        check_X_in_place(X, model.input_shape, model.dtype)  # raises with the count
     plan = plan_for(model, B, FAST_ROWS, last_act)
     if not plan.lock.acquire(blocking=False):  # Design C, without a context manager's cost
         plan = Plan(model, B, FAST_ROWS, last_act)
-        return plan.run(X).reshape(X.shape[0], -1).copy()
+        return outputs_of(plan, X, model).reshape(X.shape[0], -1).copy()
     try:
-        return plan.run(X).reshape(X.shape[0], -1).copy()
+        return outputs_of(plan, X, model).reshape(X.shape[0], -1).copy()
     finally:
         plan.lock.release()

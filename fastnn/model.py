@@ -12,7 +12,7 @@ import numpy as np
 from . import _codes as C
 from . import io
 from ._feed import cast_into, is_direct
-from ._predict import exclusive_plan, fast_forward
+from ._predict import checked_by_plan, exclusive_plan, fast_forward, outputs_of
 from ._validation import check_dtype, check_input_scale, check_seed, check_X, check_X_in_place
 from .backends import resolve_backend
 from .history import History
@@ -207,7 +207,8 @@ class Sequential:
         self._require_built(X)
         B = resolve_backend(backend or self.backend)
         scale = check_input_scale(input_scale)
-        X = check_X_in_place(X, self.input_shape, self.dtype, scale=scale)
+        if not checked_by_plan(self, B, X, scale):
+            X = check_X_in_place(X, self.input_shape, self.dtype, scale=scale)
         return self._forward_checked(B, X, last_act, scale=scale)
 
     def _forward_checked(
@@ -249,7 +250,7 @@ class Sequential:
                 else:
                     cast_into(X, sel, buffer[:m], scale)
                     x = buffer[:m]
-                yield sel, plan.run(x).reshape(m, -1)
+                yield sel, outputs_of(plan, x, self).reshape(m, -1)
 
     def _loss_input_act(self, loss: Loss | None) -> int:
         """Last layer's activation as ``loss`` sees it: identity where the loss fuses it."""

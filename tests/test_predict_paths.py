@@ -62,13 +62,20 @@ def test_served_call_output_is_not_overwritten_by_the_next(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_served_call_rejects_non_finite_inputs(backend, bad):
-    model = model_for("tanh")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [1, 3, _predict.FAST_ROWS + 1, 600])
+def test_every_path_rejects_non_finite_inputs(backend, bad, dtype, n):
+    # 1 and 3 rows: the served call; more: the general path; 600: Numba's team split, whose
+    # compiled pass checks the values itself (Design E), the bad value in the second block.
+    model = model_for("tanh", dtype)
     model.backend = backend
-    X = sparse_inputs(3, 20, "float32")
-    X[1, 7] = bad
+    X = sparse_inputs(n, 20, dtype)
+    X[n - 1, 7] = bad
     with pytest.raises(ValueError, match="1 NaN or infinite"):
         model.predict_proba(X)
+    X[n - 1, 7] = 0  # and the same model, plan and buffers predict again once it is fixed
+    np.testing.assert_allclose(model.predict_proba(X), model_for("tanh", dtype).predict_proba(X),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -136,3 +143,26 @@ def test_numba_team_split_of_a_large_batch(n, dtype):
     tol = 1e-5 if dtype == "float32" else 1e-12
     np.testing.assert_allclose(split, reference, rtol=tol, atol=tol)
     np.testing.assert_allclose(one, reference, rtol=tol, atol=tol)
+
+
+@pytest.mark.skipif("numba" not in BACKENDS, reason="numba is not installed")
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("row", [0, 299, 599])
+def test_numba_plan_checks_its_input_in_the_compiled_pass(threads, row):
+    """Design E of fastnn._predict / D of fastnn.backends.numba.predict: the model does not
+    check the values before the call; the kernel finds them, in any block of the team."""
+    model = model_for("relu", "float32", sizes=(30, 17, 5))
+    model.backend = "numba"
+    X = sparse_inputs(600, 30, "float32")
+    B = fastnn.backends.resolve_backend("numba")
+    assert _predict.checked_by_plan(model, B, X, None)
+    X[row, 3] = np.nan
+    saved = fastnn.get_num_threads()
+    try:
+        fastnn.set_num_threads(threads)
+        plan = _predict.plan_for(model, B, 600, model.layers[-1].act_code)
+        assert plan.run(X) is None  # nothing computed, and no exception from the kernel
+        with pytest.raises(ValueError, match="1 NaN or infinite"):
+            model.predict_proba(X)
+    finally:
+        fastnn.set_num_threads(saved)

@@ -208,10 +208,12 @@ def _predict_kernel(impl: Any) -> dict[str, Callable]:
     def prepare_predict_dense(
         weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], acts: Sequence[int],
         alphas: Sequence[float], rows: int,
-    ) -> Callable[[np.ndarray], np.ndarray]:  # fmt: skip
+    ) -> Callable[[np.ndarray], np.ndarray | None]:  # fmt: skip
         """A function ``x (n, d0) -> (n, k_last)`` running every dense layer in one compiled
         call, for ``n <= rows``. The parameters and buffers are checked here, once; each call
-        checks only ``x``. The returned array is a view of a buffer the next call overwrites."""
+        checks only ``x``, its shape and dtype here and its values in the compiled pass: it
+        returns None, having computed nothing, when ``x`` holds NaN or infinite values. The
+        returned array is a view of a buffer the next call overwrites."""
         weights, biases = tuple(weights), tuple(biases)
         dt = weights[0].dtype
         acts_arr = np.ascontiguousarray(acts, dtype=np.int64)
@@ -234,7 +236,8 @@ def _predict_kernel(impl: Any) -> dict[str, Callable]:
                 and x.flags.c_contiguous
             ):
                 raise ValueError(f"x must be a C-contiguous {dt} array of shape (<= {rows}, {d0})")
-            run(x)
+            if run(x):
+                return None
             return outs[-1][: x.shape[0]]
 
         return predict

@@ -76,6 +76,14 @@ def use_loops(x: np.ndarray, k: int, blas_threads: int, loop_threads: int = 1) -
     for i in range(n):
         for j in range(d):
             nnz += x[i, j] != 0
+    return use_loops_counted(n, d, k, nnz, blas_threads, loop_threads)
+
+
+@kernel
+def use_loops_counted(n, d, k, nnz, blas_threads, loop_threads):  # noqa: ANN001, ANN201
+    """:func:`use_loops` for an input (n, d) whose non-zeros are already counted (``nnz``)."""
+    if n <= SMALL_BATCH:
+        return 1
     loops = nnz * (LOOPS_PER_NONZERO + LOOPS_PER_NONZERO_COLUMN * k)
     threads = 1
     if loop_threads > 1 and k >= TEAM_MIN_COLUMNS:

@@ -15,6 +15,10 @@ C. Large batches (``TEAM_ROWS`` rows and more) are cut into one contiguous block
    forward pass, so the outputs are the same as in one call. Measured on MNIST digits at batch
    1024 (784-128-10, 2 threads): one call with threaded BLAS ~3.3 ms; two blocks of zero-
    skipping loops on the team ~1.0 ms.
+D. The kernel checks its input itself: the pass that counts the non-zeros of ``x`` for the
+   cost model also counts NaN and infinite values, and a call that finds any computes nothing
+   and returns their number. The caller then need not read ``x`` once more to check it before
+   the call: at batch 1024 that separate check cost 0.11 ms of a 1.2 ms prediction.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from .blas import blas_threads
-from .dense import dense_forward_kernel, use_loops
+from .dense import dense_forward_kernel, use_loops, use_loops_counted
 from .jit import kernel
 from .team import TEAM
 
@@ -33,24 +37,46 @@ TEAM_ROWS = 256
 
 
 @kernel
+def count_input(x):  # noqa: ANN001, ANN201
+    """(non-zeros, NaN or infinite values) of ``x`` (n, d), in one pass (Design D)."""
+    nnz = 0
+    bad = 0
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            v = x[i, j]
+            nnz += v != 0
+            bad += not abs(v) < np.inf  # true for NaN too (no ``nnan`` in the fastmath flags)
+    return nnz, bad
+
+
+@kernel
 def predict_dense_kernel(x, weights, biases, acts, alphas, outs, zs, scratch, threads):
     """Layer by layer: outs[i][:n] = act_i(input @ weights[i] + biases[i]); zs[i] holds z
-    where act_i needs it (else a (0, k) placeholder)."""
-    n = x.shape[0]
+    where act_i needs it (else a (0, k) placeholder). Returns the number of NaN or infinite
+    values of ``x``; when there are any, nothing is computed (Design D)."""
+    n, d = x.shape
+    nnz, bad = count_input(x)
+    if bad:
+        return bad
     inp = x
     for i in range(len(weights)):
         out = outs[i][:n]
         z = zs[i][:n] if zs[i].shape[0] else zs[i]
-        loops = use_loops(inp, weights[i].shape[1], threads)
+        k = weights[i].shape[1]
+        if i == 0:  # the input's count is already made: one pass over x, not two
+            loops = use_loops_counted(n, d, k, nnz, threads, 1)
+        else:
+            loops = use_loops(inp, k, threads)
         dense_forward_kernel(inp, weights[i], biases[i], acts[i], alphas[i], z, out, scratch, loops)
         inp = out
+    return 0
 
 
-def _block(x, args, r0, r1, scratch) -> None:  # noqa: ANN001
+def _block(x, args, r0, r1, scratch, bad, t) -> None:  # noqa: ANN001
     weights, biases, acts, alphas, outs, zs = args
     outs_b = tuple(o[r0:r1] for o in outs)
     zs_b = tuple(z[r0:r1] if z.shape[0] else z for z in zs)
-    predict_dense_kernel(x[r0:r1], weights, biases, acts, alphas, outs_b, zs_b, scratch, 1)
+    bad[t] = predict_dense_kernel(x[r0:r1], weights, biases, acts, alphas, outs_b, zs_b, scratch, 1)
 
 
 def prepare_predict_dense(
@@ -62,20 +88,22 @@ def prepare_predict_dense(
     zs: Sequence[np.ndarray],
 ) -> Callable[[np.ndarray], None]:
     """Trusted entry point (``fastnn.backends._frontend`` checked the arguments): a function
-    ``run(x)`` writing ``outs[i][:n]`` for an input ``x`` (n, d0) (Design B, C)."""
+    ``run(x) -> int`` writing ``outs[i][:n]`` for an input ``x`` (n, d0) (Design B, C), and
+    returning the number of NaN or infinite values in ``x`` (Design D: 0, or nothing written)."""
     args = (tuple(weights), tuple(biases), acts, alphas, tuple(outs), tuple(zs))
     widest = max(W.shape[0] for W in weights)
     scratches = [np.empty(widest, np.int32)]
 
-    def run(x: np.ndarray) -> None:
+    def run(x: np.ndarray) -> int:
         n, threads = x.shape[0], blas_threads()
         if n < TEAM_ROWS or threads < 2:
-            predict_dense_kernel(x, *args, scratches[0], threads)
-            return
+            return int(predict_dense_kernel(x, *args, scratches[0], threads))
         while len(scratches) < threads:
             scratches.append(np.empty(widest, np.int32))
         bounds = [n * t // threads for t in range(threads + 1)]
-        parts = [(x, args, bounds[t], bounds[t + 1], scratches[t]) for t in range(threads)]
+        bad = np.zeros(threads, np.int64)
+        parts = [(x, args, bounds[t], bounds[t + 1], scratches[t], bad, t) for t in range(threads)]
         TEAM.run(_block, parts)
+        return int(bad.sum())
 
     return run
