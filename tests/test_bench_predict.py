@@ -25,6 +25,7 @@ def test_rows_for_every_fastnn_backend(model):
     assert [r.name for r in rows] == [f"fastnn-{b}" for b in fastnn.available_backends()]
     for r in rows:
         assert 0 < r.latency_median_us <= r.latency_p99_us and r.throughput > 0
+        assert r.first_batch_ms > 0
         assert (r.calls, r.batch, r.repeats) == (7, 16, 3)
         assert r.max_abs_diff < 1e-5  # the same weights on every backend
     assert model.backend is None  # the shallow copies carried the backend, not the model

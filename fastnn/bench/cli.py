@@ -287,7 +287,7 @@ def _predict(config: BenchConfig, args: argparse.Namespace) -> int:
         X_test = None  # random inputs instead of digits
     model = bp.mlp([784, *config.hidden, 10])
     predictors, skipped = bp.default_predictors(model)
-    rows = bp.measure_predict(predictors, 784, calls=2000, repeats=30, inputs=X_test)
+    rows = bp.measure_predict(predictors, 784, calls=2000, repeats=60, inputs=X_test)
     print(
         f"prediction, MLP 784-{'-'.join(map(str, config.hidden))}-10, {threads} threads, "
         f"inputs: {'MNIST test digits' if X_test is not None else 'random'}"

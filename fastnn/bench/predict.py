@@ -40,7 +40,12 @@ class PredictRow:
     latency_median_us, latency_p99_us : float
         Microseconds per batch-1 call: median and 99th percentile over ``calls`` calls.
     throughput : float
-        Samples per second at batch ``batch`` (the median call time of ``repeats`` calls).
+        Samples per second at batch ``batch``, sustained: ``repeats`` calls in all, run back to
+        back in each round's share, divided into their total time.
+    first_batch_ms : float
+        Milliseconds of the untimed first batch call of each round's share (the median over the
+        rounds): a batch that comes after batch-1 calls or an idle moment, where thread pools
+        that sleep between calls wake up. Not part of ``throughput``.
     calls, batch, repeats : int
     max_abs_diff : float
         Largest difference of its outputs from the first predictor's, on the batch inputs.
@@ -50,6 +55,7 @@ class PredictRow:
     latency_median_us: float
     latency_p99_us: float
     throughput: float
+    first_batch_ms: float
     calls: int
     batch: int
     repeats: int
@@ -88,11 +94,13 @@ def _compare_and_warm_up(
 def _time_in_rounds(
     predictors: Sequence[tuple[str, PredictFn]], X: np.ndarray, x1: np.ndarray,
     calls: int, repeats: int, rounds: int, settle: float = 0.0,
-) -> tuple[list[list[int]], list[list[int]]]:  # fmt: skip
-    """Nanoseconds of each batch-1 call and of each batch call, per predictor; ``settle``
-    seconds of idle time before each predictor's share of a round."""
+) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:  # fmt: skip
+    """Nanoseconds of each batch-1 call, of each timed batch call and of each round's first
+    (untimed) batch call, per predictor; ``settle`` seconds of idle time before each
+    predictor's share of a round."""
     latency: list[list[int]] = [[] for _ in predictors]
     per_batch: list[list[int]] = [[] for _ in predictors]
+    first: list[list[int]] = [[] for _ in predictors]
     clock = time.perf_counter_ns
     for n_calls, n_batches in zip(_shares(calls, rounds), _shares(repeats, rounds), strict=True):
         for i, (_, fn) in enumerate(predictors):
@@ -101,11 +109,15 @@ def _time_in_rounds(
                 t0 = clock()
                 fn(x1)
                 latency[i].append(clock() - t0)
+            if n_batches:
+                t0 = clock()
+                fn(X)
+                first[i].append(clock() - t0)
             for _ in range(n_batches):
                 t0 = clock()
                 fn(X)
                 per_batch[i].append(clock() - t0)
-    return latency, per_batch
+    return latency, per_batch, first
 
 
 def measure_predict(
@@ -132,7 +144,8 @@ def measure_predict(
     calls : int, default 1000
         Timed batch-1 calls per predictor, after ``warmup`` untimed ones.
     batch, repeats : int, default 1024 and 20
-        Batch size and timed calls of the throughput measurement (after one untimed call).
+        Batch size and timed calls of the throughput measurement; each round's share of them
+        follows one untimed call (reported as ``first_batch_ms``).
     rounds : int, default 5
         The calls are split over this many rounds that interleave the predictors.
     settle : float, default 0.2
@@ -170,14 +183,16 @@ def measure_predict(
     diffs = _compare_and_warm_up(predictors, X, x1, warmup)
     if settle < 0:
         raise ValueError(f"settle must be >= 0, got {settle}")
-    latency, per_batch = _time_in_rounds(predictors, X, x1, calls, repeats, rounds, settle)
+    latency, per_batch, first = _time_in_rounds(predictors, X, x1, calls, repeats, rounds, settle)
     rows = []
-    for (name, _), lat, big, diff in zip(predictors, latency, per_batch, diffs, strict=True):
+    for (name, _), lat, big, cold, diff in zip(predictors, latency, per_batch, first, diffs,
+                                               strict=True):  # fmt: skip
         lat_us = np.asarray(lat, dtype=np.float64) / 1e3
-        seconds = float(np.median(big)) / 1e9
+        seconds = float(np.sum(big)) / 1e9
         rows.append(PredictRow(
             name=name, latency_median_us=float(np.median(lat_us)),
-            latency_p99_us=float(np.percentile(lat_us, 99)), throughput=batch / seconds,
+            latency_p99_us=float(np.percentile(lat_us, 99)),
+            throughput=batch * len(big) / seconds, first_batch_ms=float(np.median(cold)) / 1e6,
             calls=calls, batch=batch, repeats=repeats, max_abs_diff=diff,
         ))  # fmt: skip
     return rows
@@ -258,13 +273,15 @@ def mlp(sizes: Sequence[int] = (784, 128, 10), seed: int = 0) -> Any:
 def format_rows(rows: Sequence[PredictRow], baseline: str = "onnxruntime") -> str:
     """A table; with a ``baseline`` row, each row's latency and throughput relative to it."""
     base = next((r for r in rows if r.name == baseline), None)
-    head = f"{'predictor':<16}{'p50 us':>10}{'p99 us':>10}{'samples/s':>14}{'max diff':>10}"
+    head = (f"{'predictor':<16}{'p50 us':>10}{'p99 us':>10}{'samples/s':>14}"
+            f"{'1st batch ms':>14}{'max diff':>10}")  # fmt: skip
     if base:
         head += f"{'p50/' + baseline[:4]:>11}{'thr/' + baseline[:4]:>11}"
     lines = [head]
     for r in rows:
         line = (f"{r.name:<16}{r.latency_median_us:>10.1f}{r.latency_p99_us:>10.1f}"
-                f"{r.throughput:>14,.0f}{r.max_abs_diff:>10.1e}")  # fmt: skip
+                f"{r.throughput:>14,.0f}{r.first_batch_ms:>14.2f}"
+                f"{r.max_abs_diff:>10.1e}")  # fmt: skip
         if base:
             line += f"{r.latency_median_us / base.latency_median_us:>11.2f}"
             line += f"{r.throughput / base.throughput:>11.2f}"

@@ -10,11 +10,15 @@ A. A served model predicts one sample at a time: at batch 1 the work is a few mi
 B. :func:`prepare_predict_dense` builds everything a call needs but ``x`` once (the tuples, the
    int32 scratch of the loops), so a call is one dispatch into compiled code.
 C. Large batches (``TEAM_ROWS`` rows and more) are cut into one contiguous block of rows per
-   thread of :mod:`.team`, each block's forward pass one compiled call on its own scratch and
-   output rows (the cost model told that it runs on one thread). Rows are independent in a
-   forward pass, so the outputs are the same as in one call. Measured on MNIST digits at batch
-   1024 (784-128-10, 2 threads): one call with threaded BLAS ~3.3 ms; two blocks of zero-
-   skipping loops on the team ~1.0 ms.
+   thread of :mod:`.team` for the first layer, each block one compiled call on its own
+   scratch and output rows (the cost model told that it runs on one thread); the later layers
+   then run in one call from the caller's thread. Rows are independent in a forward pass, so
+   the outputs are the same as in one call. Measured on MNIST digits at batch 1024
+   (784-128-10, 2 threads): one call with threaded BLAS ~3.3 ms; two blocks of zero-skipping
+   loops on the team ~1.0 ms. The later layers (a thin 128 -> 10 product: BLAS) stay out of
+   the blocks because OpenBLAS, called from both team threads with its own two threads, woke
+   its workers onto the cores the team held: the blocks then took 4 ms instead of 1.1, the
+   pattern of the first calls after an idle moment (``fastnn bench --predict``).
 D. The kernel checks its input itself: the pass that counts the non-zeros of ``x`` for the
    cost model also counts NaN and infinite values, and a call that finds any computes nothing
    and returns their number. The caller then need not read ``x`` once more to check it before
@@ -50,16 +54,19 @@ def count_input(x):  # noqa: ANN001, ANN201
 
 
 @kernel
-def predict_dense_kernel(x, weights, biases, acts, alphas, outs, zs, scratch, threads):
-    """Layer by layer: outs[i][:n] = act_i(input @ weights[i] + biases[i]); zs[i] holds z
-    where act_i needs it (else a (0, k) placeholder). Returns the number of NaN or infinite
-    values of ``x``; when there are any, nothing is computed (Design D)."""
+def predict_dense_kernel(x, weights, biases, acts, alphas, outs, zs, scratch, threads, i0, i1):
+    """Layers i0..i1-1: outs[i][:n] = act_i(input @ weights[i] + biases[i]), the input of
+    layer i0 being ``x`` when i0 is 0, else ``outs[i0 - 1][:n]``; zs[i] holds z where act_i
+    needs it (else a (0, k) placeholder). From layer 0 it returns the number of NaN or
+    infinite values of ``x`` and, when there are any, computes nothing (Design D)."""
     n, d = x.shape
-    nnz, bad = count_input(x)
-    if bad:
-        return bad
-    inp = x
-    for i in range(len(weights)):
+    nnz = 0
+    if i0 == 0:
+        nnz, bad = count_input(x)
+        if bad:
+            return bad
+    inp = x if i0 == 0 else outs[i0 - 1][:n]
+    for i in range(i0, i1):
         out = outs[i][:n]
         z = zs[i][:n] if zs[i].shape[0] else zs[i]
         k = weights[i].shape[1]
@@ -72,11 +79,12 @@ def predict_dense_kernel(x, weights, biases, acts, alphas, outs, zs, scratch, th
     return 0
 
 
-def _block(x, args, r0, r1, scratch, bad, t) -> None:  # noqa: ANN001
+def _first_layer_block(x, args, r0, r1, scratch, bad, t) -> None:  # noqa: ANN001
     weights, biases, acts, alphas, outs, zs = args
     outs_b = tuple(o[r0:r1] for o in outs)
     zs_b = tuple(z[r0:r1] if z.shape[0] else z for z in zs)
-    bad[t] = predict_dense_kernel(x[r0:r1], weights, biases, acts, alphas, outs_b, zs_b, scratch, 1)
+    bad[t] = predict_dense_kernel(x[r0:r1], weights, biases, acts, alphas, outs_b, zs_b,
+                                  scratch, 1, 0, 1)  # fmt: skip
 
 
 def prepare_predict_dense(
@@ -94,16 +102,20 @@ def prepare_predict_dense(
     widest = max(W.shape[0] for W in weights)
     scratches = [np.empty(widest, np.int32)]
 
+    layers = len(args[0])
+
     def run(x: np.ndarray) -> int:
         n, threads = x.shape[0], blas_threads()
         if n < TEAM_ROWS or threads < 2:
-            return int(predict_dense_kernel(x, *args, scratches[0], threads))
+            return int(predict_dense_kernel(x, *args, scratches[0], threads, 0, layers))
         while len(scratches) < threads:
             scratches.append(np.empty(widest, np.int32))
         bounds = [n * t // threads for t in range(threads + 1)]
         bad = np.zeros(threads, np.int64)
         parts = [(x, args, bounds[t], bounds[t + 1], scratches[t], bad, t) for t in range(threads)]
-        TEAM.run(_block, parts)
-        return int(bad.sum())
+        TEAM.run(_first_layer_block, parts)
+        if bad.any() or layers == 1:
+            return int(bad.sum())
+        return int(predict_dense_kernel(x, *args, scratches[0], threads, 1, layers))
 
     return run
