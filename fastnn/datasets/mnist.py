@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -94,9 +95,16 @@ def _find(stem: str, directory: Path) -> Path | None:
 
 
 def _not_writable(directory: Path) -> str | None:
-    """Why files cannot be written to ``directory`` (created if missing), or None."""
+    """Why files cannot be written to ``directory`` (created if missing), or None.
+
+    A directory without any write permission bit counts as read-only even where this process
+    could write into it anyway (root ignores the bits): its owner marked it so, as a shared,
+    read-only data directory is."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        mode = directory.stat().st_mode
+        if not mode & 0o222:
+            return f"read-only: mode {stat.filemode(mode)}"
         with tempfile.TemporaryFile(dir=directory):
             pass  # a real write, so read-only mounts are caught as well as permissions
     except OSError as exc:
