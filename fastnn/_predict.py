@@ -91,12 +91,13 @@ def checked_by_plan(model: Model, B: ModuleType, X: object, scale: float | None)
     )
 
 
-def outputs_of(plan: Plan, x: np.ndarray, model: Model) -> np.ndarray:
-    """``plan.run(x)``, raising the error of :func:`check_X_in_place` where the plan found
-    NaN or infinite values in ``x`` (Design E)."""
+def outputs_of(plan: Plan, x: np.ndarray, model: Model, X: np.ndarray | None = None) -> np.ndarray:
+    """``plan.run(x)``, raising the error of :func:`check_X_in_place` on ``X`` (the whole
+    input ``x`` is a chunk of; default ``x``) where the plan found NaN or infinite values in
+    ``x`` (Design E): the message counts them over all of ``X``."""
     out = plan.run(x)
     if out is None:
-        check_X_in_place(x, model.input_shape, model.dtype)
+        check_X_in_place(x if X is None else X, model.input_shape, model.dtype)
         raise ValueError("X contains NaN or infinite values")  # x changed meanwhile (a race)
     return out
 

@@ -250,7 +250,7 @@ class Sequential:
                 else:
                     cast_into(X, sel, buffer[:m], scale)
                     x = buffer[:m]
-                yield sel, outputs_of(plan, x, self).reshape(m, -1)
+                yield sel, outputs_of(plan, x, self, X).reshape(m, -1)
 
     def _loss_input_act(self, loss: Loss | None) -> int:
         """Last layer's activation as ``loss`` sees it: identity where the loss fuses it."""

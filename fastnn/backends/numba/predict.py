@@ -94,15 +94,14 @@ def prepare_predict_dense(
     alphas: np.ndarray,
     outs: Sequence[np.ndarray],
     zs: Sequence[np.ndarray],
-) -> Callable[[np.ndarray], None]:
+) -> Callable[[np.ndarray], int]:
     """Trusted entry point (``fastnn.backends._frontend`` checked the arguments): a function
     ``run(x) -> int`` writing ``outs[i][:n]`` for an input ``x`` (n, d0) (Design B, C), and
     returning the number of NaN or infinite values in ``x`` (Design D: 0, or nothing written)."""
     args = (tuple(weights), tuple(biases), acts, alphas, tuple(outs), tuple(zs))
+    layers = len(weights)
     widest = max(W.shape[0] for W in weights)
     scratches = [np.empty(widest, np.int32)]
-
-    layers = len(args[0])
 
     def run(x: np.ndarray) -> int:
         n, threads = x.shape[0], blas_threads()
