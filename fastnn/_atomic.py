@@ -23,7 +23,9 @@ import contextlib
 import os
 import re
 import secrets
+import stat
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -163,3 +165,21 @@ def write_atomic(final: str | os.PathLike[str], write: Callable[[BinaryIO], None
     if not (USE_O_TMPFILE and _write_anonymous(final, write)):
         _write_named(final, write)
     _fsync_dir(final.parent)
+
+
+def not_writable(directory: Path) -> str | None:
+    """Why files cannot be written to ``directory`` (created if missing), or None.
+
+    A directory without any write permission bit counts as read-only even where this process
+    could write into it anyway (root ignores the bits): its owner marked it so, as a shared,
+    read-only data directory is."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        mode = directory.stat().st_mode
+        if not mode & 0o222:
+            return f"read-only: mode {stat.filemode(mode)}"
+        with tempfile.TemporaryFile(dir=directory):
+            pass  # a real write, so read-only mounts are caught as well as permissions
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    return None

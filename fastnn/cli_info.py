@@ -45,11 +45,19 @@ def _numba() -> dict[str, Any] | None:
         import numba
     except ImportError:
         return None
+    from .backends.numba.jit import store_dir
+    from .backends.numba.precompile import store_entries
+
+    store = store_dir()
+    entries, megabytes = store_entries(store)
     return {
         "version": numba.__version__,
         "num_threads": numba.get_num_threads(),
         "max_threads": numba.config.NUMBA_NUM_THREADS,
         "threading_layer_setting": numba.config.THREADING_LAYER,
+        "precompiled_store": None if store is None else str(store),
+        "precompiled_kernels": entries,
+        "precompiled_megabytes": round(megabytes, 1),
     }
 
 
@@ -111,6 +119,13 @@ def format_info(info: dict[str, Any]) -> str:
         lines.append(f"  numba {nb['version']}: {nb['num_threads']} of {nb['max_threads']} "
                      f"threads, threading layer setting "
                      f"{nb['threading_layer_setting']!r}")  # fmt: skip
+        if nb["precompiled_store"] is None:
+            lines.append("  numba precompiled store: turned off (FASTNN_NUMBA_PRECOMPILED)")
+        else:
+            lines.append(f"  numba precompiled store: {nb['precompiled_kernels']} kernels "
+                         f"({nb['precompiled_megabytes']} MB) in {nb['precompiled_store']}"
+                         + ("" if nb["precompiled_kernels"] else
+                            "; run `fastnn compile` once for a fast first fit"))  # fmt: skip
     else:
         lines.append("  numba: not installed")
     lines.append("thread pools (threadpoolctl):")

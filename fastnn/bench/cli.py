@@ -353,7 +353,8 @@ def _summary(report: dict) -> str:
         lines.append(f"not run: {s['impl']} ({s['reason']})")
     for name, e in report.get("startup", {}).items():
         parts = [f"{phase} {e[phase]['startup_s']:.2f} s" if "startup_s" in e[phase]
-                 else f"{phase} error" for phase in ("cold", "warm")]  # fmt: skip
+                 else f"{phase} error" for phase in ("cold", "warm", "scratch")
+                 if phase in e]  # fmt: skip
         lines.append(f"start-up {name}: {', '.join(parts)} (import + first epoch - steady epoch)")
     t = report.get("time_to_accuracy")
     for r in (t or {}).get("results", []):

@@ -143,21 +143,26 @@ def _startup_md(report: dict) -> list[str]:
     startup = report.get("startup") or {}
     if not startup:
         return []
+    kernels = next((e["precompiled_kernels"] for e in startup.values()
+                    if "precompiled_kernels" in e), None)  # fmt: skip
+    store = ("" if kernels is None else
+             f"; numba's cold start read {kernels} kernels from the store of `fastnn compile`"
+             if kernels else "; numba had no precompiled store (`fastnn compile`)")  # fmt: skip
     lines = [
         "**Start-up** (import + first epoch − steady epoch, fresh process; cold = empty "
-        "JIT cache, warm = filled cache)",
+        f"JIT cache, warm = filled cache, scratch = empty cache and no precompiled store{store})",
         "",
-        "| impl | batch | import s (warm) | cold s | warm s |",
-        "|---|---|---|---|---|",
+        "| impl | batch | import s (warm) | cold s | warm s | scratch s |",
+        "|---|---|---|---|---|---|",
     ]
+    def fmt(e: dict, phase: str, key: str = "startup_s") -> str:
+        if phase not in e:
+            return "–"
+        return f"{e[phase][key]:.2f}" if key in e[phase] else "error"
+
     for name, e in startup.items():
-        cold, warm = e.get("cold", {}), e.get("warm", {})
-
-        def fmt(d: dict, key: str) -> str:
-            return f"{d[key]:.2f}" if key in d else "error"
-
-        lines.append(f"| {name} | {e['batch_size']} | {fmt(warm, 'import_s')} | "
-                     f"{fmt(cold, 'startup_s')} | {fmt(warm, 'startup_s')} |")  # fmt: skip
+        lines.append(f"| {name} | {e['batch_size']} | {fmt(e, 'warm', 'import_s')} | "
+                     f"{fmt(e, 'cold')} | {fmt(e, 'warm')} | {fmt(e, 'scratch')} |")  # fmt: skip
     return [*lines, ""]
 
 

@@ -292,7 +292,8 @@ def run_benchmark(
         recipe, recipe_source = tta.best_recipe()
     tta_impls = [i for i in impls if i.name == "torch"] if recipe else []
     n_jobs = config.repeats * len(batch_sizes) * len(impls)
-    n_jobs += 2 * len(impls) if config.startup and config.isolate else 0
+    if config.startup and config.isolate:  # cold and warm, and numba's scratch (_startup)
+        n_jobs += 2 * len(impls) + any(i.name == "numba" for i in impls)
     n_jobs += 1 + len(tta_impls) if recipe else 0
     bar = tqdm(total=n_jobs, desc="fastnn bench", unit="job", disable=not progress, leave=False)
 
@@ -368,14 +369,24 @@ def _startup(run: _Runner, impls: list[registry.Impl], rows: list[dict], base: d
 
     Cold: a fresh process with an empty JIT cache (``NUMBA_CACHE_DIR`` pointed at a new
     directory, so nobody's real cache is touched). Warm: a second fresh process reusing that
-    now filled cache. The operating system's file cache is warm in both.
+    now filled cache. The operating system's file cache is warm in both. Numba's cold start
+    reads the precompiled store of ``fastnn compile`` where one exists (its kernel count is
+    reported); ``scratch`` is a third process with an empty cache and the store turned off,
+    which compiles everything.
     """
     steady = {r["impl"]: r["epoch_s"] for r in rows if r["batch_size"] == bs}
     out: dict = {}
     for impl in impls:
-        env = {"NUMBA_CACHE_DIR": str(tmp / f"jit-cache-{impl.name}")}
+        cache = str(tmp / f"jit-cache-{impl.name}")
+        envs = {"cold": {"NUMBA_CACHE_DIR": cache}, "warm": {"NUMBA_CACHE_DIR": cache}}
         entry: dict = {"batch_size": bs, "steady_epoch_s": steady.get(impl.name)}
-        for phase in ("cold", "warm"):
+        if impl.name == "numba":
+            from ..backends.numba.precompile import store_entries
+
+            entry["precompiled_kernels"] = store_entries()[0]
+            envs["scratch"] = {"NUMBA_CACHE_DIR": str(tmp / "jit-scratch-numba"),
+                               "FASTNN_NUMBA_PRECOMPILED": "off"}  # fmt: skip
+        for phase, env in envs.items():
             r = run(_spec(impl, "startup", bs, base), "rows", f"{impl.name} {phase} start-up", env)
             if "error" in r or entry["steady_epoch_s"] is None:
                 entry[phase] = {"error": r.get("error", "no steady epoch time")}

@@ -34,13 +34,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .._atomic import not_writable
 from .._validation import check_bool
 from . import _download
 from ._idx import parse_idx, read_content
@@ -91,24 +90,6 @@ def _find(stem: str, directory: Path) -> Path | None:
     for name in (stem, f"{stem}.gz"):
         if (directory / name).is_file():
             return directory / name
-    return None
-
-
-def _not_writable(directory: Path) -> str | None:
-    """Why files cannot be written to ``directory`` (created if missing), or None.
-
-    A directory without any write permission bit counts as read-only even where this process
-    could write into it anyway (root ignores the bits): its owner marked it so, as a shared,
-    read-only data directory is."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        mode = directory.stat().st_mode
-        if not mode & 0o222:
-            return f"read-only: mode {stat.filemode(mode)}"
-        with tempfile.TemporaryFile(dir=directory):
-            pass  # a real write, so read-only mounts are caught as well as permissions
-    except OSError as exc:
-        return f"{type(exc).__name__}: {exc.strerror or exc}"
     return None
 
 
@@ -172,7 +153,7 @@ def _download_refusal(directory: Path, origin: str, download: bool, verify: bool
             "(e.g. Fashion-MNIST), and fastnn downloads only MNIST. Put the files there, "
             "or pass verify=True for MNIST."
         )
-    reason = _not_writable(directory)
+    reason = not_writable(directory)
     if reason is not None:
         return (
             f"Cannot download into {directory} ({origin}): it is not writable ({reason}). "

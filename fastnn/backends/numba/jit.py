@@ -49,11 +49,22 @@ G. A kernel that would dispatch on a code at run time (the epoch's loss and opti
    epoch per (loss, optimizer), this point         42               36.6
    + no literal ``False`` into weight_grad_loops   41               31.1
    ==============================================  ===============  ==========
+H. Compiled ahead of time at install: ``fastnn compile`` (:mod:`.precompile`) runs the common
+   fits once and keeps their machine code in a *store* beside this package
+   (:func:`store_dir`). Every kernel's cache (:class:`_StampedCache`) looks there after its
+   own cache misses, so the first fit after install loads code instead of compiling it even
+   with an empty ``NUMBA_CACHE_DIR`` (the benchmark's cold probe). A store entry is stamped
+   with :func:`sources_stamp` alone (no file times, so a checkout that touches the files
+   keeps it) and keyed like any cache entry by signature, CPU and Numba version: a store
+   built for other sources, another CPU or another Numba is never loaded, only missed. The
+   store is only read; nothing a fit compiles is written there. ``FASTNN_NUMBA_PRECOMPILED``
+   names another store directory, or turns the store off (``0``/``off``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import types
 import warnings
 from collections.abc import Callable
@@ -80,6 +91,9 @@ CODES = PACKAGE.parent.parent / "_codes.py"
 _stamp: str | None = None
 _uncached: list[str] = []  # why caching is off in this process (Design C), once
 VARIANT = "__fastnn_variant__"  # attribute naming the bindings of a specialize() copy
+STORE_ENV = "FASTNN_NUMBA_PRECOMPILED"  # the store's directory, or 0/off (Design H)
+# Set only in the process `fastnn compile` runs: its kernels write to the store, never read.
+FILLING_ENV = "_FASTNN_NUMBA_FILLING_STORE"
 
 
 def stamped_files() -> list[Path]:
@@ -98,8 +112,19 @@ def sources_stamp() -> str:
     return _stamp
 
 
+def store_dir() -> Path | None:
+    """The directory of the precompiled store (Design H), or None when it is turned off."""
+    value = os.environ.get(STORE_ENV)
+    if value is None:
+        return PACKAGE / "_precompiled"
+    if value.strip().lower() in ("", "0", "off", "false", "no"):
+        return None
+    return Path(value).expanduser()
+
+
 class _StampedCache(FunctionCache):
-    """Numba's per-function disk cache, its entries stamped with :func:`sources_stamp` too.
+    """Numba's per-function disk cache, its entries stamped with :func:`sources_stamp` too,
+    falling back to the precompiled store (Design H) on a miss.
 
     An index whose stamp differs (any stamped file changed) is discarded and overwritten, as
     Numba does when the function's own file changes.
@@ -112,6 +137,24 @@ class _StampedCache(FunctionCache):
             filename_base=self._impl.filename_base,
             source_stamp=(self._impl.locator.get_source_stamp(), sources_stamp()),
         )
+        store = store_dir()
+        self._store_file = None if store is None else IndexDataCacheFile(
+            cache_path=str(store),
+            filename_base=self._impl.filename_base,
+            source_stamp=("precompiled", sources_stamp()),
+        )  # fmt: skip
+        if store is not None and os.environ.get(FILLING_ENV):
+            store.mkdir(parents=True, exist_ok=True)
+            self._cache_file, self._store_file = self._store_file, None
+
+    def _load_overload(self, sig: Any, target_context: Any) -> Any:
+        """The cached code of ``sig``: this cache's, else the precompiled store's."""
+        data = super()._load_overload(sig, target_context)
+        if data is None and self._enabled and self._store_file is not None:
+            data = self._store_file.load(self._index_key(sig, target_context.codegen()))
+            if data is not None:
+                data = self._impl.rebuild(target_context, data)
+        return data
 
     def _index_key(self, sig: Any, codegen: Any) -> tuple:
         """Numba's key (signature, machine, bytecode hash) plus the bindings of a
