@@ -88,7 +88,7 @@ PROBE = """
 
 def _copy_package(tmp_path: Path) -> Path:
     src = tmp_path / "src"
-    ignore = shutil.ignore_patterns("__pycache__", "*.so", "*.c", "*.html")
+    ignore = shutil.ignore_patterns("__pycache__", "_precompiled", "*.so", "*.c", "*.html")
     shutil.copytree(Path(fastnn.__file__).parent, src / "fastnn", ignore=ignore)
     return src
 
