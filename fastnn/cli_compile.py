@@ -17,6 +17,14 @@ def _list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        return [int(part) for part in _list(text)]
+    except ValueError:
+        message = f"expected a comma list of integers, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``fastnn compile``."""
     from .backends.numba.precompile import DTYPES, LOSSES, OPTIMIZERS
@@ -27,21 +35,43 @@ def build_parser() -> argparse.ArgumentParser:
         "store, so that the first fit of a new process loads machine code instead of "
         "compiling it. Kinds of fit not compiled here compile on first use as before.",
     )
-    parser.add_argument("--dtypes", type=_list, default=["float32"],
-                        help=f"comma list from {','.join(DTYPES)} (default float32)")
-    parser.add_argument("--losses", type=_list, default=list(LOSSES),
-                        help=f"comma list (default all: {','.join(LOSSES)})")
-    parser.add_argument("--optimizers", type=_list, default=list(OPTIMIZERS),
-                        help=f"comma list (default all: {','.join(OPTIMIZERS)})")
-    parser.add_argument("--hidden-layers", type=_list, default=["1"],
-                        help="comma list of hidden-layer counts (default 1; a depth not "
-                        "compiled here compiles its epoch, ~5 s, on first use)")
-    parser.add_argument("--store", default=None,
-                        help="store directory (default: beside the package, or "
-                        "$FASTNN_NUMBA_PRECOMPILED); fits read a store elsewhere only "
-                        "through that variable")
-    parser.add_argument("--status", action="store_true",
-                        help="print where the store is and what it holds, compile nothing")
+    parser.add_argument(
+        "--dtypes",
+        type=_list,
+        default=["float32"],
+        help=f"comma list from {','.join(DTYPES)} (default float32)",
+    )
+    parser.add_argument(
+        "--losses",
+        type=_list,
+        default=list(LOSSES),
+        help=f"comma list (default all: {','.join(LOSSES)})",
+    )
+    parser.add_argument(
+        "--optimizers",
+        type=_list,
+        default=list(OPTIMIZERS),
+        help=f"comma list (default all: {','.join(OPTIMIZERS)})",
+    )
+    parser.add_argument(
+        "--hidden-layers",
+        type=_counts,
+        default=[1],
+        help="comma list of hidden-layer counts (default 1; a depth not "
+        "compiled here compiles its epoch, ~5 s, on first use)",
+    )
+    parser.add_argument(
+        "--store",
+        default=None,
+        help="store directory (default: beside the package, or "
+        "$FASTNN_NUMBA_PRECOMPILED); fits read a store elsewhere only "
+        "through that variable",
+    )
+    parser.add_argument(
+        "--status",
+        action="store_true",
+        help="print where the store is and what it holds, compile nothing",
+    )
     parser.add_argument("--clear", action="store_true", help="delete the store")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser  # fmt: skip
@@ -49,13 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``fastnn compile``; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    try:
+    try:  # before the parser, whose defaults come from the numba backend
         import numba  # noqa: F401
     except ImportError:
         print("fastnn compile: numba is not installed (pip install 'fastnn[numba]')",
               file=sys.stderr)  # fmt: skip
         return 2
+    args = build_parser().parse_args(argv)
     from pathlib import Path
 
     from .backends.numba.jit import store_dir
@@ -73,8 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"precompiled store: {store}: {entries} kernels, {megabytes:.1f} MB")
         return 0
     try:
-        hidden = [int(h) for h in args.hidden_layers]
-        report = compile_store(args.dtypes, args.losses, args.optimizers, hidden,
+        report = compile_store(args.dtypes, args.losses, args.optimizers, args.hidden_layers,
                                store=args.store, progress=not args.no_progress)  # fmt: skip
     except (ValueError, PermissionError, RuntimeError) as exc:
         print(f"fastnn compile: {exc}", file=sys.stderr)

@@ -155,6 +155,7 @@ def _startup_md(report: dict) -> list[str]:
         "| impl | batch | import s (warm) | cold s | warm s | scratch s |",
         "|---|---|---|---|---|---|",
     ]
+
     def fmt(e: dict, phase: str, key: str = "startup_s") -> str:
         if phase not in e:
             return "–"

@@ -245,8 +245,12 @@ def _fill(dtypes: str, losses: str, optimizers: str, hidden: str, progress: str)
 
     from tqdm import tqdm
 
-    jobs = workloads(dtypes.split(","), losses.split(","), optimizers.split(","),
-                     [int(h) for h in hidden.split(",")])
+    jobs = workloads(
+        dtypes.split(","),
+        losses.split(","),
+        optimizers.split(","),
+        [int(h) for h in hidden.split(",")],
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tiny fits: convergence and speed warnings mean nothing
         for label, run in tqdm(jobs, desc="compiling", unit="fit", disable=progress != "1",
