@@ -17,14 +17,6 @@ def _list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _counts(text: str) -> list[int]:
-    try:
-        return [int(part) for part in _list(text)]
-    except ValueError:
-        message = f"expected a comma list of integers, got {text!r}"
-        raise argparse.ArgumentTypeError(message) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``fastnn compile``."""
     from .backends.numba.precompile import DTYPES, LOSSES, OPTIMIZERS
@@ -52,13 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=_list,
         default=list(OPTIMIZERS),
         help=f"comma list (default all: {','.join(OPTIMIZERS)})",
-    )
-    parser.add_argument(
-        "--hidden-layers",
-        type=_counts,
-        default=[1],
-        help="comma list of hidden-layer counts (default 1; a depth not "
-        "compiled here compiles its epoch, ~5 s, on first use)",
     )
     parser.add_argument(
         "--store",
@@ -103,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"precompiled store: {store}: {entries} kernels, {megabytes:.1f} MB")
         return 0
     try:
-        report = compile_store(args.dtypes, args.losses, args.optimizers, args.hidden_layers,
+        report = compile_store(args.dtypes, args.losses, args.optimizers,
                                store=args.store, progress=not args.no_progress)  # fmt: skip
     except (ValueError, PermissionError, RuntimeError) as exc:
         print(f"fastnn compile: {exc}", file=sys.stderr)

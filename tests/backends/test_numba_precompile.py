@@ -2,9 +2,8 @@
 
 The round trip runs fresh processes: one fills a store for one kind of fit, then a process
 with an empty ``NUMBA_CACHE_DIR`` fits a *different* net of that kind (other widths, depth,
-activation, batch size; one hidden layer, as the depth is part of the kind) and must
-compile nothing; the same process with a store whose stamp is
-not its sources' must compile. Every store lives in a temporary directory named by
+activations, batch size) and must compile nothing; the same process with a store whose stamp
+is not its sources' must compile. Every store lives in a temporary directory named by
 ``FASTNN_NUMBA_PRECOMPILED``, never beside the package.
 """
 
@@ -26,9 +25,9 @@ pytest.importorskip("numba")
 from fastnn import cli  # noqa: E402
 from fastnn.backends.numba import jit, precompile  # noqa: E402
 
-# A fit unlike the workloads' (784-32-10 relu, batch 64) but of the same kind (float32,
-# cross-entropy, plain SGD, one hidden layer): the store must serve it whole. Prints the
-# kernels compiled.
+# A fit unlike the workloads' (784-32-10 relu, batch 64: other sizes, depth, activations and
+# batch size) but of the same kind (float32, cross-entropy, plain SGD): the store must serve it
+# whole. Prints the kernels compiled.
 CHILD = textwrap.dedent("""
     import json, numpy as np
     from numba.core import event
@@ -44,8 +43,8 @@ CHILD = textwrap.dedent("""
     X = rng.random((300, 50)).astype(np.float32)
     X[X < 0.5] = 0
     y = rng.integers(0, 3, 300)
-    model = fastnn.Sequential([fastnn.Dense(50, 17, "gelu"), fastnn.Dense(17, 3)],
-                              seed=0)
+    model = fastnn.Sequential([fastnn.Dense(50, 17, "tanh"), fastnn.Dense(17, 9, "gelu"),
+                               fastnn.Dense(9, 3)], seed=0)
     model.fit(X, y, optimizer=fastnn.SGD(0.1), batch_size=7, epochs=2, backend="numba")
     model.predict_proba(X[:1]); model.predict_proba(X)
     print(json.dumps(compiled))

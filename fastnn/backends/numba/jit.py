@@ -59,6 +59,12 @@ H. Compiled ahead of time at install: ``fastnn compile`` (:mod:`.precompile`) ru
    built for other sources, another CPU or another Numba is never loaded, only missed. The
    store is only read; nothing a fit compiles is written there. ``FASTNN_NUMBA_PRECOMPILED``
    names another store directory, or turns the store off (``0``/``off``).
+I. A kernel that takes one array per layer takes them as a tuple, and a tuple's length is part
+   of its Numba type: every depth would compile the epoch (and predict) again. The callers
+   therefore pad every such tuple to at least :data:`TUPLE_LAYERS` entries with empty arrays of
+   the same type (:func:`layer_tuple`), and the kernels take the depth from a per-layer array
+   (``acts``), never from ``len`` of a tuple: nets of 0 to ``TUPLE_LAYERS - 1`` hidden layers
+   share one compiled epoch, so the precompiled store (Design H) serves them all.
 """
 
 from __future__ import annotations
@@ -67,11 +73,12 @@ import hashlib
 import os
 import types
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numba
+import numpy as np
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.dispatcher import Dispatcher
 
@@ -94,6 +101,16 @@ VARIANT = "__fastnn_variant__"  # attribute naming the bindings of a specialize(
 STORE_ENV = "FASTNN_NUMBA_PRECOMPILED"  # the store's directory, or 0/off (Design H)
 # Set only in the process `fastnn compile` runs: its kernels write to the store, never read.
 FILLING_ENV = "_FASTNN_NUMBA_FILLING_STORE"
+
+
+TUPLE_LAYERS = 8  # the length of every per-layer tuple of a shallower net (Design I)
+
+
+def layer_tuple(arrays: Sequence[np.ndarray], length: int) -> tuple[np.ndarray, ...]:
+    """``arrays`` as a tuple of ``max(length, len(arrays))`` arrays of one Numba type: empty
+    arrays of the first one's dtype and ndim after them (Design I)."""
+    pad = np.empty((0,) * arrays[0].ndim, arrays[0].dtype)
+    return (*arrays, *(pad,) * (length - len(arrays)))
 
 
 def stamped_files() -> list[Path]:

@@ -8,13 +8,12 @@ Design:
 A. What a fit compiles depends on the *types* it meets, never on the data: when Numba
    compiles a kernel it compiles every kernel that kernel can call, whatever the run-time
    branches take. So one short fit per kind of fit compiles everything any fit of that kind
-   runs, on any data size, batch size, width or activation. A kind is a dtype, a loss, an
-   optimizer, a thread count (one thread: no ``team``; two: the thread-split loops) and the
-   number of hidden layers (the epoch takes its layers as tuples, whose length is part of the
-   type: :mod:`.epoch`, Design A). :func:`workloads` lists one tiny fit and its predicts
-   (batch 1 and a large batch) per kind, one fit with diagnostics (the per-batch kernels)
-   and a small CNN. The default, one hidden layer (the MNIST nets of the examples and
-   recipes), every loss and optimizer, float32: 33 fits, about 2 minutes here.
+   runs, on any data size, batch size, width, activation, or depth up to
+   ``jit.TUPLE_LAYERS - 1`` hidden layers (:mod:`.jit`, Design I). A kind is a dtype, a
+   loss, an optimizer and a thread count (one thread: no ``team``; two: the thread-split
+   loops). :func:`workloads` lists one tiny fit and its predicts (batch 1 and a large
+   batch) per kind, one fit with diagnostics (the per-batch kernels) and a small CNN. The
+   default, float32 with every loss and optimizer: 33 fits, about 2 minutes here.
 B. The workloads run in a child process (:func:`compile_store`) whose kernels write to the
    store only (``jit.FILLING_ENV``): nothing there is loaded from the user's own cache, so
    the store is complete, and the user's cache is not touched. The child writes a fresh
@@ -90,15 +89,14 @@ def _optimizer(name: str):  # noqa: ANN202
             "adam": lambda: fastnn.Adam(1e-3)}[name]()  # fmt: skip
 
 
-def _mlp(dtype: str, loss: str, optimizer: str, threads: int, hidden: int = 1,
-         diagnostics: bool = False) -> None:  # fmt: skip
+def _mlp(dtype: str, loss: str, optimizer: str, threads: int, diagnostics: bool = False) -> None:
     import fastnn
 
     fastnn.set_num_threads(threads)
     X, y = _data(dtype, loss)
-    sizes = [784] + [32] * hidden + [10]
-    layers = [fastnn.Dense(a, b, "relu") for a, b in zip(sizes[:-2], sizes[1:-1], strict=True)]
-    model = fastnn.Sequential([*layers, fastnn.Dense(sizes[-2], 10)], seed=0, dtype=dtype)
+    model = fastnn.Sequential(
+        [fastnn.Dense(784, 32, "relu"), fastnn.Dense(32, 10)], seed=0, dtype=dtype
+    )
     fit_loss = "cross_entropy" if loss == "cross_entropy_soft" else loss
     model.fit(X, y, loss=fit_loss, optimizer=_optimizer(optimizer), batch_size=64, epochs=1,
               backend="numba", diagnostics=diagnostics)  # fmt: skip
@@ -127,15 +125,12 @@ def workloads(
     dtypes: Sequence[str] = ("float32",),
     losses: Sequence[str] = LOSSES,
     optimizers: Sequence[str] = OPTIMIZERS,
-    hidden_layers: Sequence[int] = (1,),
     threads: Sequence[int] | None = None,
 ) -> list[tuple[str, Callable[[], None]]]:
     """The fits and predicts whose kernels the store keeps (Design A), as (label, run).
 
     ``threads`` defaults to 1 and 2 (only 1 on a one-core machine).
     """
-    if not hidden_layers or any(int(h) < 0 for h in hidden_layers):
-        raise ValueError(f"hidden_layers must be counts >= 0, got {list(hidden_layers)}")
     for label, values, known in (("dtype", dtypes, DTYPES), ("loss", losses, LOSSES),
                                  ("optimizer", optimizers, OPTIMIZERS)):  # fmt: skip
         unknown = sorted(set(values) - set(known))
@@ -146,12 +141,10 @@ def workloads(
     jobs: list[tuple[str, Callable[[], None]]] = []
     for dtype in dtypes:
         for t in threads:
-            for h in hidden_layers:
-                for loss in losses:
-                    for opt in optimizers:
-                        jobs.append((f"mlp {dtype} {h} hidden {loss} {opt} {t} thread(s)",
-                                     lambda d=dtype, l=loss, o=opt, t=t, h=int(h):
-                                     _mlp(d, l, o, t, h)))  # fmt: skip
+            for loss in losses:
+                for opt in optimizers:
+                    jobs.append((f"mlp {dtype} {loss} {opt} {t} thread(s)",
+                                 lambda d=dtype, l=loss, o=opt, t=t: _mlp(d, l, o, t)))  # fmt: skip
             jobs.append((f"cnn {dtype} {t} thread(s)", lambda d=dtype, t=t: _cnn(d, t)))
         jobs.append((f"mlp {dtype} diagnostics",
                      lambda d=dtype: _mlp(d, losses[0], "sgd", 1, diagnostics=True)))  # fmt: skip
@@ -172,7 +165,6 @@ def compile_store(
     dtypes: Sequence[str] = ("float32",),
     losses: Sequence[str] = LOSSES,
     optimizers: Sequence[str] = OPTIMIZERS,
-    hidden_layers: Sequence[int] = (1,),
     store: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> StoreReport:
@@ -182,8 +174,6 @@ def compile_store(
     ----------
     dtypes, losses, optimizers : sequence of str
         The kinds of fit to compile for; others compile on first use (Design C).
-    hidden_layers : sequence of int, default (1,)
-        Numbers of hidden layers to compile for (each one repeats the fits).
     store : path, optional
         The store directory (default: :func:`.jit.store_dir`, beside the package). A fit
         reads a store elsewhere when ``FASTNN_NUMBA_PRECOMPILED`` names it.
@@ -203,7 +193,7 @@ def compile_store(
     RuntimeError
         A workload failed (its output is in the message); the old store is kept.
     """
-    workloads(dtypes, losses, optimizers, hidden_layers)  # validate before starting anything
+    workloads(dtypes, losses, optimizers)  # validate before starting anything
     target = Path(store).expanduser() if store is not None else store_dir()
     if target is None:
         raise ValueError(
@@ -218,8 +208,7 @@ def compile_store(
     shutil.rmtree(fresh, ignore_errors=True)
     env = {**os.environ, STORE_ENV: str(fresh), FILLING_ENV: "1"}
     cmd = [sys.executable, "-m", __name__, ",".join(dtypes), ",".join(losses),
-           ",".join(optimizers), ",".join(str(int(h)) for h in hidden_layers),
-           "1" if progress else "0"]  # fmt: skip
+           ",".join(optimizers), "1" if progress else "0"]  # fmt: skip
     start = time.perf_counter()
     try:
         done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=False)
@@ -238,19 +227,14 @@ def compile_store(
     return StoreReport(target, n_jobs, entries, megabytes, time.perf_counter() - start)
 
 
-def _fill(dtypes: str, losses: str, optimizers: str, hidden: str, progress: str) -> None:
+def _fill(dtypes: str, losses: str, optimizers: str, progress: str) -> None:
     """The child process of :func:`compile_store`: run the workloads (their kernels write to
     the store, Design B) and print how many ran."""
     import warnings
 
     from tqdm import tqdm
 
-    jobs = workloads(
-        dtypes.split(","),
-        losses.split(","),
-        optimizers.split(","),
-        [int(h) for h in hidden.split(",")],
-    )
+    jobs = workloads(dtypes.split(","), losses.split(","), optimizers.split(","))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tiny fits: convergence and speed warnings mean nothing
         for label, run in tqdm(jobs, desc="compiling", unit="fit", disable=progress != "1",
@@ -263,4 +247,4 @@ def _fill(dtypes: str, losses: str, optimizers: str, hidden: str, progress: str)
 
 
 if __name__ == "__main__":
-    _fill(*sys.argv[1:6])
+    _fill(*sys.argv[1:5])
