@@ -98,4 +98,5 @@ def test_usage_errors_exit_with_2(dataset, tmp_path, capsys, args, message):
 
 def test_fastnn_lists_the_sweep_command(capsys):
     assert cli.main(["--help"]) == 0
-    assert "usage: fastnn {bench,train,info,export,sweep}" in capsys.readouterr().out
+    usage = capsys.readouterr().out.splitlines()[0]
+    assert usage.startswith("usage: fastnn {") and "sweep" in usage.split("}")[0].split(",")
