@@ -76,7 +76,7 @@ def test_a_filled_store_serves_every_fit_of_its_kind_and_a_stale_one_none(tmp_pa
     store = tmp_path / "store"
     report = precompile.compile_store(["float32"], ["cross_entropy"], ["sgd"], store=store,
                                       progress=False)  # fmt: skip
-    assert report.store == store.resolve() and report.workloads == 5
+    assert report.store == store.resolve() and report.workloads == 7
     indexes = sorted(store.glob("*.nbi"))
     assert report.entries == len(indexes) > 10
     assert not list(tmp_path.glob("store.*"))  # no temporary directory left beside it

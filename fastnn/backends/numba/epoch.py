@@ -3,9 +3,10 @@
 Design:
 
 A. Parameters and buffers arrive as tuples of arrays (one tuple per kind, built once per call by
-   :func:`train_epoch`), padded to ``jit.TUPLE_LAYERS`` entries (:mod:`.jit`, Design I), so
-   every depth up to that compiles once per dtype and target kind; the layer loop indexes the
-   tuples at run time, up to the depth ``acts.shape[0]``. The
+   :func:`train_epoch`), padded to ``jit.TUPLE_LAYERS`` entries except for two-layer nets
+   (:mod:`.jit`, Design I), so the epoch compiles once per dtype and target kind for all
+   other depths up to that, and once for two layers; the layer loop indexes the tuples at run
+   time, up to the depth ``acts.shape[0]``. The
    pre-activation buffers (``ws.preacts``) are (bs, k) for gelu, gelu_tanh and silu and (0, k)
    placeholders of the same type otherwise, so activations never change the specialization.
 B. Scratch space for the sparse loops (the int32 ``scratch`` array, the ``dirty`` rows of each
@@ -43,11 +44,21 @@ from ..._codes import H_LR, H_WEIGHT_DECAY, OPT_SGD
 from ..workspace import Workspace
 from .blas import blas_threads
 from .dense import dense_backward_kernel, dense_forward_kernel, use_loops
-from .jit import TUPLE_LAYERS, kernel, layer_tuple, specialize
+from .jit import UNPADDED_LAYERS, kernel, layer_tuple, specialize
 from .losses import loss_kernel
 from .optim import update_kernel
 from .sparse import scratch_size, weight_grad_loops
 from .team import loop_team, trial
+
+
+@kernel
+def layers_of(weights, per_layer):
+    """The depth of a net whose tuples may be padded (:mod:`.jit`, Design I): the length of
+    an unpadded tuple (a compile-time constant, so the layer loops compile to straight code),
+    else that of a per-layer array."""
+    if len(weights) == UNPADDED_LAYERS:
+        return len(weights)
+    return per_layer.shape[0]
 
 
 @kernel
@@ -70,7 +81,7 @@ def _backward_all(
 ):  # fmt: skip
     """dense_backward from the last layer to the first (no input gradient for the first);
     stepped[i] tells whether layer i's W already took its plain-SGD step."""
-    for i in range(acts.shape[0] - 1, -1, -1):  # the depth: tuples are padded (jit.py, I)
+    for i in range(layers_of(weights, acts) - 1, -1, -1):
         inp = x if i == 0 else outputs[i - 1][:m]
         grad_x = grads[i - 1][:m] if i > 0 else grads[0][:m]  # unused placeholder for layer 0
         stepped[i] = dense_backward_kernel(
@@ -83,7 +94,7 @@ def _backward_all(
 @kernel
 def _last_weight_grads(weights, outputs, grads, dW, x, stepped, scratch, dirty, m):
     """dW of the stepped layers (Design D), from the last batch's buffers."""
-    for i in range(stepped.shape[0]):
+    for i in range(layers_of(weights, stepped)):
         if stepped[i]:
             inp = x if i == 0 else outputs[i - 1][:m]
             d = inp.shape[1]
@@ -111,7 +122,7 @@ def _train_epoch(
     bound for.
     team: None, or the threads' scratch of the thread-split loops (Design F)."""
     n_rows = order.shape[0]
-    n_layers = acts.shape[0]  # the tuples are padded (jit.py, Design I)
+    n_layers = layers_of(weights, acts)
     widest = 0
     for i in range(n_layers):
         widest = max(widest, weights[i].shape[0])
@@ -196,15 +207,13 @@ def train_epoch(
     widest = max(W.shape[0] for W in ws.weights)
     shape = trial((n, batch_size, tuple(W.shape for W in ws.weights)))
 
-    def tup(arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
-        return layer_tuple(arrays, TUPLE_LAYERS)  # one compiled epoch for every depth
-
     start = time.perf_counter()
     with loop_team(scratch_size(widest), shape.wanted()) as team:  # team.py, Designs E and F
+        t = layer_tuple  # one compiled epoch for (almost) every depth (jit.py, Design I)
         done, step = train_epoch_kernel(ws.loss, ws.optimizer)(
-            tup(ws.weights), tup(ws.biases), tup(ws.state1_w), tup(ws.state1_b),
-            tup(ws.state2_w), tup(ws.state2_b), tup(ws.outputs), tup(ws.grads),
-            tup(ws.preacts), tup(ws.dW), tup(ws.db), ws.x_batch, y_batch,
+            t(ws.weights), t(ws.biases), t(ws.state1_w), t(ws.state1_b), t(ws.state2_w),
+            t(ws.state2_b), t(ws.outputs), t(ws.grads), t(ws.preacts), t(ws.dW), t(ws.db),
+            ws.x_batch, y_batch,
             ws.acts, ws.alphas, int(ws.loss), int(ws.optimizer), ws.hyper, int(ws.step),
             X, targets.reshape(n, kt), order, batch_size, batch_losses, blas_threads(), team,
         )  # fmt: skip

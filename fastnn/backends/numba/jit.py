@@ -61,10 +61,14 @@ H. Compiled ahead of time at install: ``fastnn compile`` (:mod:`.precompile`) ru
    names another store directory, or turns the store off (``0``/``off``).
 I. A kernel that takes one array per layer takes them as a tuple, and a tuple's length is part
    of its Numba type: every depth would compile the epoch (and predict) again. The callers
-   therefore pad every such tuple to at least :data:`TUPLE_LAYERS` entries with empty arrays of
-   the same type (:func:`layer_tuple`), and the kernels take the depth from a per-layer array
-   (``acts``), never from ``len`` of a tuple: nets of 0 to ``TUPLE_LAYERS - 1`` hidden layers
-   share one compiled epoch, so the precompiled store (Design H) serves them all.
+   therefore pad the tuples of every net but one with empty arrays of the same type to
+   :data:`TUPLE_LAYERS` entries (:func:`layer_tuple`), and the kernels take the depth from a
+   per-layer array (``acts``), never from ``len`` of a tuple: nets of 0 and of 2 to
+   ``TUPLE_LAYERS - 1`` hidden layers share one compiled epoch, so the precompiled store
+   (Design H) serves them all. The exception is the two-layer net (one hidden layer), the
+   MNIST net of the examples and the benchmark: padded, its batch-1 epochs measured 5-8%
+   slower (the layer loop of a fixed-length tuple compiles to straight code, a padded one
+   indexes at run time), so it keeps its own tuple of two and its own compiled epoch.
 """
 
 from __future__ import annotations
@@ -103,14 +107,18 @@ STORE_ENV = "FASTNN_NUMBA_PRECOMPILED"  # the store's directory, or 0/off (Desig
 FILLING_ENV = "_FASTNN_NUMBA_FILLING_STORE"
 
 
-TUPLE_LAYERS = 8  # the length of every per-layer tuple of a shallower net (Design I)
+TUPLE_LAYERS = 8  # the length of the per-layer tuples of a shallower net (Design I)
+UNPADDED_LAYERS = 2  # the depth that keeps a tuple of its own length (Design I)
 
 
-def layer_tuple(arrays: Sequence[np.ndarray], length: int) -> tuple[np.ndarray, ...]:
-    """``arrays`` as a tuple of ``max(length, len(arrays))`` arrays of one Numba type: empty
-    arrays of the first one's dtype and ndim after them (Design I)."""
+def layer_tuple(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """One array per layer as the tuple a kernel takes (Design I): as it is for a net of
+    :data:`UNPADDED_LAYERS` layers, else padded to at least :data:`TUPLE_LAYERS` entries
+    with empty arrays of the first one's dtype and ndim."""
+    if len(arrays) == UNPADDED_LAYERS:
+        return tuple(arrays)
     pad = np.empty((0,) * arrays[0].ndim, arrays[0].dtype)
-    return (*arrays, *(pad,) * (length - len(arrays)))
+    return (*arrays, *(pad,) * (TUPLE_LAYERS - len(arrays)))
 
 
 def stamped_files() -> list[Path]:

@@ -8,12 +8,12 @@ Design:
 A. What a fit compiles depends on the *types* it meets, never on the data: when Numba
    compiles a kernel it compiles every kernel that kernel can call, whatever the run-time
    branches take. So one short fit per kind of fit compiles everything any fit of that kind
-   runs, on any data size, batch size, width, activation, or depth up to
-   ``jit.TUPLE_LAYERS - 1`` hidden layers (:mod:`.jit`, Design I). A kind is a dtype, a
-   loss, an optimizer and a thread count (one thread: no ``team``; two: the thread-split
-   loops). :func:`workloads` lists one tiny fit and its predicts (batch 1 and a large
-   batch) per kind, one fit with diagnostics (the per-batch kernels) and a small CNN. The
-   default, float32 with every loss and optimizer: 33 fits, about 2 minutes here.
+   runs, on any data size, batch size, width or activation. A kind is a dtype, a loss, an
+   optimizer, a thread count (one thread: no ``team``; two: the thread-split loops) and one
+   hidden layer or any other depth up to ``jit.TUPLE_LAYERS - 1`` (:mod:`.jit`, Design I).
+   :func:`workloads` lists one tiny fit and its predicts (batch 1 and a large batch) per
+   kind, one fit with diagnostics (the per-batch kernels) and a small CNN. The default,
+   float32 with every loss and optimizer: 63 fits, about 3 minutes here.
 B. The workloads run in a child process (:func:`compile_store`) whose kernels write to the
    store only (``jit.FILLING_ENV``): nothing there is loaded from the user's own cache, so
    the store is complete, and the user's cache is not touched. The child writes a fresh
@@ -89,14 +89,15 @@ def _optimizer(name: str):  # noqa: ANN202
             "adam": lambda: fastnn.Adam(1e-3)}[name]()  # fmt: skip
 
 
-def _mlp(dtype: str, loss: str, optimizer: str, threads: int, diagnostics: bool = False) -> None:
+def _mlp(dtype: str, loss: str, optimizer: str, threads: int, hidden: int = 1,
+         diagnostics: bool = False) -> None:  # fmt: skip
     import fastnn
 
     fastnn.set_num_threads(threads)
     X, y = _data(dtype, loss)
-    model = fastnn.Sequential(
-        [fastnn.Dense(784, 32, "relu"), fastnn.Dense(32, 10)], seed=0, dtype=dtype
-    )
+    sizes = [784] + [32] * hidden + [10]
+    layers = [fastnn.Dense(a, b, "relu") for a, b in zip(sizes[:-2], sizes[1:-1], strict=True)]
+    model = fastnn.Sequential([*layers, fastnn.Dense(sizes[-2], 10)], seed=0, dtype=dtype)
     fit_loss = "cross_entropy" if loss == "cross_entropy_soft" else loss
     model.fit(X, y, loss=fit_loss, optimizer=_optimizer(optimizer), batch_size=64, epochs=1,
               backend="numba", diagnostics=diagnostics)  # fmt: skip
@@ -141,10 +142,12 @@ def workloads(
     jobs: list[tuple[str, Callable[[], None]]] = []
     for dtype in dtypes:
         for t in threads:
-            for loss in losses:
-                for opt in optimizers:
-                    jobs.append((f"mlp {dtype} {loss} {opt} {t} thread(s)",
-                                 lambda d=dtype, l=loss, o=opt, t=t: _mlp(d, l, o, t)))  # fmt: skip
+            for hidden in (1, 2):  # one hidden layer, and the padded tuples of the other depths
+                for loss in losses:
+                    for opt in optimizers:
+                        jobs.append((f"mlp {dtype} {hidden} hidden {loss} {opt} {t} thread(s)",
+                                     lambda d=dtype, l=loss, o=opt, t=t, h=hidden:
+                                     _mlp(d, l, o, t, h)))  # fmt: skip
             jobs.append((f"cnn {dtype} {t} thread(s)", lambda d=dtype, t=t: _cnn(d, t)))
         jobs.append((f"mlp {dtype} diagnostics",
                      lambda d=dtype: _mlp(d, losses[0], "sgd", 1, diagnostics=True)))  # fmt: skip

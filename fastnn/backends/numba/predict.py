@@ -33,7 +33,7 @@ import numpy as np
 
 from .blas import blas_threads
 from .dense import dense_forward_kernel, use_loops, use_loops_counted
-from .jit import TUPLE_LAYERS, kernel, layer_tuple
+from .jit import kernel, layer_tuple
 from .team import TEAM
 
 #: Rows from which a batch is split over the team (Design C).
@@ -98,9 +98,9 @@ def prepare_predict_dense(
     """Trusted entry point (``fastnn.backends._frontend`` checked the arguments): a function
     ``run(x) -> int`` writing ``outs[i][:n]`` for an input ``x`` (n, d0) (Design B, C), and
     returning the number of NaN or infinite values in ``x`` (Design D: 0, or nothing written)."""
-    n = TUPLE_LAYERS  # one compiled predict for every depth (jit.py, Design I)
-    args = (layer_tuple(weights, n), layer_tuple(biases, n), acts, alphas, layer_tuple(outs, n),
-            layer_tuple(zs, n))  # fmt: skip
+    # Padded tuples: one compiled predict for (almost) every depth (jit.py, Design I).
+    args = (layer_tuple(weights), layer_tuple(biases), acts, alphas, layer_tuple(outs),
+            layer_tuple(zs))  # fmt: skip
     layers = len(weights)
     widest = max(W.shape[0] for W in weights)
     scratches = [np.empty(widest, np.int32)]
