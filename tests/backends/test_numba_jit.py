@@ -234,3 +234,40 @@ def test_epoch_compiles_only_its_loss_and_optimizer_and_caches_each_pair(tmp_pat
     assert second["epochs"]["3,1"] == {"hits": 0, "misses": 1}, ("loaded another pair", second)
     assert second["epochs"]["0,2"] == {"hits": 1, "misses": 0}, ("the cache is not live", second)
     assert prefix + "losses.mse" not in second["compiled"], second
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_depth_but_one_hidden_layer_shares_one_compiled_epoch(dtype):
+    """jit.py Design I: padded per-layer tuples. Every depth gives the reference's weights and
+    probabilities; after the first padded depth no other adds a specialization of the epoch
+    or of predict; a one-hidden-layer net keeps a tuple of its own (two entries)."""
+    import numpy as np
+
+    from fastnn import _codes as C
+    from fastnn.backends.numba import predict
+
+    rng = np.random.default_rng(3)
+    X = rng.random((90, 12)).astype(dtype)
+    X[X < 0.5] = 0
+    y = rng.integers(0, 3, 90)
+    kernels = (epoch.train_epoch_kernel(C.LOSS_CROSS_ENTROPY, C.OPT_SGD),
+               predict.predict_dense_kernel)  # fmt: skip
+    tol = {"float32": 2e-5, "float64": 1e-12}[dtype]
+    first = None
+    for hidden in ([], [9, 5], [6, 6, 4], [5, 4, 4, 3], [7]):  # the unpadded depth last
+        sizes = [12, *hidden, 3]
+        fitted = {}
+        for backend in ("numpy", "numba"):
+            pairs = zip(sizes[:-2], sizes[1:-1], strict=True)
+            layers = [fastnn.Dense(a, b, "tanh") for a, b in pairs]
+            model = fastnn.Sequential([*layers, fastnn.Dense(sizes[-2], 3)], seed=1, dtype=dtype)
+            model.fit(X, y, optimizer=fastnn.SGD(0.2), batch_size=8, epochs=2, backend=backend)
+            fitted[backend] = (model.get_weights(), model.predict_proba(X))
+        for want, got in zip(fitted["numpy"][0], fitted["numba"][0], strict=True):
+            np.testing.assert_allclose(got, want, rtol=10 * tol, atol=tol)
+        np.testing.assert_allclose(fitted["numba"][1], fitted["numpy"][1], rtol=10 * tol, atol=tol)
+        signatures = [set(k.signatures) for k in kernels]
+        if len(hidden) != 1:
+            first = first or signatures
+            assert signatures == first, f"{len(hidden)} hidden layers compiled again"
+    assert len(jit.layer_tuple([X, X])) == 2 and len(jit.layer_tuple([X])) == jit.TUPLE_LAYERS
