@@ -1,6 +1,6 @@
 """``fastnn compile``: compile the Numba backend ahead of time, once after install.
 
-Without it the first fit of every kind compiles its kernels (20-30 s) and caches them for
+Without it the first fit of every kind compiles its kernels (18-28 s here) and caches them for
 later processes; with it, the first fit loads them from the precompiled store
 (``fastnn/backends/numba/precompile.py``; how the store is read: ``jit.py``, Design H).
 """
@@ -71,12 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     args = build_parser().parse_args(argv)
-    from pathlib import Path
+    from .backends.numba.precompile import compile_store, resolve_store, store_entries
 
-    from .backends.numba.jit import store_dir
-    from .backends.numba.precompile import compile_store, store_entries
-
-    store = Path(args.store).expanduser() if args.store else store_dir()
+    store = resolve_store(args.store)
     if args.status or args.clear:
         if store is None:
             print("precompiled store: turned off (FASTNN_NUMBA_PRECOMPILED)")

@@ -45,10 +45,9 @@ def _numba() -> dict[str, Any] | None:
         import numba
     except ImportError:
         return None
-    from .backends.numba.jit import store_dir
-    from .backends.numba.precompile import store_entries
+    from .backends.numba.precompile import resolve_store, store_entries
 
-    store = store_dir()
+    store = resolve_store()
     entries, megabytes = store_entries(store)
     return {
         "version": numba.__version__,

@@ -292,8 +292,8 @@ def run_benchmark(
         recipe, recipe_source = tta.best_recipe()
     tta_impls = [i for i in impls if i.name == "torch"] if recipe else []
     n_jobs = config.repeats * len(batch_sizes) * len(impls)
-    if config.startup and config.isolate:  # cold and warm, and numba's scratch (_startup)
-        n_jobs += 2 * len(impls) + any(i.name == "numba" for i in impls)
+    if config.startup and config.isolate:
+        n_jobs += sum(len(_startup_envs(impl, Path())) for impl in impls)
     n_jobs += 1 + len(tta_impls) if recipe else 0
     bar = tqdm(total=n_jobs, desc="fastnn bench", unit="job", disable=not progress, leave=False)
 
@@ -363,6 +363,16 @@ def _config_section(config: BenchConfig, layer_sizes: list[int], batch_sizes: li
     }  # fmt: skip
 
 
+def _startup_envs(impl: registry.Impl, tmp: Path) -> dict[str, dict[str, str]]:
+    """The environment of each start-up phase of ``impl`` (see :func:`_startup`)."""
+    cache = str(tmp / f"jit-cache-{impl.name}")
+    envs = {"cold": {"NUMBA_CACHE_DIR": cache}, "warm": {"NUMBA_CACHE_DIR": cache}}
+    if impl.name == "numba":
+        envs["scratch"] = {"NUMBA_CACHE_DIR": str(tmp / "jit-scratch-numba"),
+                           "FASTNN_NUMBA_PRECOMPILED": "off"}  # fmt: skip
+    return envs
+
+
 def _startup(run: _Runner, impls: list[registry.Impl], rows: list[dict], base: dict, bs: int,
              tmp: Path) -> dict:  # fmt: skip
     """Cold and warm start-up per implementation: import + first epoch - steady epoch.
@@ -377,15 +387,12 @@ def _startup(run: _Runner, impls: list[registry.Impl], rows: list[dict], base: d
     steady = {r["impl"]: r["epoch_s"] for r in rows if r["batch_size"] == bs}
     out: dict = {}
     for impl in impls:
-        cache = str(tmp / f"jit-cache-{impl.name}")
-        envs = {"cold": {"NUMBA_CACHE_DIR": cache}, "warm": {"NUMBA_CACHE_DIR": cache}}
+        envs = _startup_envs(impl, tmp)
         entry: dict = {"batch_size": bs, "steady_epoch_s": steady.get(impl.name)}
-        if impl.name == "numba":
+        if "scratch" in envs:
             from ..backends.numba.precompile import store_entries
 
             entry["precompiled_kernels"] = store_entries()[0]
-            envs["scratch"] = {"NUMBA_CACHE_DIR": str(tmp / "jit-scratch-numba"),
-                               "FASTNN_NUMBA_PRECOMPILED": "off"}  # fmt: skip
         for phase, env in envs.items():
             r = run(_spec(impl, "startup", bs, base), "rows", f"{impl.name} {phase} start-up", env)
             if "error" in r or entry["steady_epoch_s"] is None:

@@ -206,7 +206,6 @@ def train_epoch(
     y_batch = ws.y_batch.reshape(ws.batch_size, kt)
     widest = max(W.shape[0] for W in ws.weights)
     shape = trial((n, batch_size, tuple(W.shape for W in ws.weights)))
-
     start = time.perf_counter()
     with loop_team(scratch_size(widest), shape.wanted()) as team:  # team.py, Designs E and F
         t = layer_tuple  # one compiled epoch for (almost) every depth (jit.py, Design I)

@@ -66,7 +66,7 @@ I. A kernel that takes one array per layer takes them as a tuple, and a tuple's 
    per-layer array (``acts``), never from ``len`` of a tuple: nets of 0 and of 2 to
    ``TUPLE_LAYERS - 1`` hidden layers share one compiled epoch, so the precompiled store
    (Design H) serves them all. The exception is the two-layer net (one hidden layer), the
-   MNIST net of the examples and the benchmark: padded, its batch-1 epochs measured 5-8%
+   MNIST net of the examples and the benchmark: padded, its batch-1 epochs measured 4-8%
    slower (the layer loop of a fixed-length tuple compiles to straight code, a padded one
    indexes at run time), so it keeps its own tuple of two and its own compiled epoch.
 """
