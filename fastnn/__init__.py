@@ -15,6 +15,7 @@ from . import losses, optimizers, schedules
 from .backends import available_backends, backend_status, get_backend, set_backend
 from .callbacks import Callback, ProgressBar
 from .callbacks_extra import EarlyStopping, ModelCheckpoint
+from .denormals import flush_denormals_supported, get_flush_denormals, set_flush_denormals
 from .errors import TrainingDivergedError
 from .history import History
 from .layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D
@@ -41,12 +42,15 @@ __all__ = [
     "TrainingDivergedError",
     "available_backends",
     "backend_status",
+    "flush_denormals_supported",
     "get_backend",
+    "get_flush_denormals",
     "get_num_threads",
     "load",
     "losses",
     "optimizers",
     "schedules",
     "set_backend",
+    "set_flush_denormals",
     "set_num_threads",
 ]

@@ -81,7 +81,8 @@ def collect() -> dict[str, Any]:
         scipy_version = None
     env = {k: os.environ[k] for k in ("FASTNN_BACKEND", "FASTNN_DATA", "OMP_NUM_THREADS",
            "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "MKL_NUM_THREADS",
-           "NUMBA_NUM_THREADS", "OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER")
+           "NUMBA_NUM_THREADS", "OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER",
+           "FASTNN_FLUSH_DENORMALS")
            if k in os.environ}  # fmt: skip
     return {
         "fastnn": fastnn.__version__,
@@ -93,6 +94,10 @@ def collect() -> dict[str, Any]:
         "auto_order": list(AUTO_ORDER),
         "default_backend": auto,
         "threads": {"fastnn": fastnn.get_num_threads(), "numba": _numba()},
+        "flush_denormals": {
+            "supported": fastnn.flush_denormals_supported(),
+            "enabled": fastnn.get_flush_denormals(),
+        },  # fmt: skip
         "thread_pools": thread_pools(load_blas=True),
         "scipy_blas_idle": scipy_blas_idle(),
         "cpu": _cpu(),
@@ -111,6 +116,12 @@ def format_info(info: dict[str, Any]) -> str:
     ]
     for name, status in info["backends"].items():
         lines.append(f"  {name:<7} {'loaded' if status == 'ok' else 'NOT loaded: ' + status}")
+    fd = info["flush_denormals"]
+    lines.append(
+        "training flushes denormals: "
+        + ("yes" if fd["enabled"] else "no")
+        + ("" if fd["supported"] else " (not supported: needs x86-64 and a compiled backend)")
+    )
     t = info["threads"]
     lines.append(f"threads: fastnn {t['fastnn']}")
     if t["numba"] is not None:

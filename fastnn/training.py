@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import denormals
 from ._batch_hook import between_batches
 from ._feed import Feed
 from ._validation import (
@@ -192,7 +193,8 @@ def fit(
             run.ws.hyper[:] = run.opt.hyper()  # a schedule may have changed the learning rate
             snapshot = [a.copy() for a in (*model.parameters(), *run.ws.state_arrays())]
             step_before = run.ws.step
-            done, seconds, eval_seconds = _run_epoch(run, epoch)
+            with denormals.training_mode():  # subnormals flushed: fastnn.denormals
+                done, seconds, eval_seconds = _run_epoch(run, epoch)
             _roll_back_if_diverged(run, epoch, done, snapshot, step_before)
             _record_epoch(run, epoch, seconds, eval_seconds)
             if model.stop_training:

@@ -87,6 +87,16 @@ FUSED_LAYERS: frozenset[str] = frozenset({"dense"})
 HAS_OPENMP: bool = bool(_kernels.HAS_OPENMP)
 
 
+#: Whether :func:`swap_fp_mode` reaches the floating-point control register (x86-64).
+FP_MODE_SUPPORTED: bool = bool(_kernels.FP_SUPPORTED)
+
+
+def swap_fp_mode(bits: int) -> int:
+    """Set this thread's denormal-flushing bits (``fastnn.denormals.FLUSH_BITS`` or 0); return
+    the bits it had. Every parallel region runs its threads under its caller's bits (team.pxd)."""
+    return int(_kernels.fp_swap(bits))
+
+
 def uses_own_blas() -> bool:
     """Whether ``train_epoch`` calls the backend's own single-threaded BLAS (``own_blas.py``)."""
     return bool(_kernels.uses_own_blas())
@@ -192,5 +202,5 @@ __all__ = [
     "conv2d_backward", "conv2d_forward", "maxpool2d_backward", "maxpool2d_forward",
     "dense_backward", "dense_forward", "get_num_threads", "kl_divergence", "momentum_update",
     "mse", "set_num_threads", "sgd_update", "softmax_cross_entropy", "softmax_cross_entropy_soft",
-    "train_epoch", "uses_own_blas",
+    "train_epoch", "uses_own_blas", "FP_MODE_SUPPORTED", "swap_fp_mode",
 ]  # fmt: skip

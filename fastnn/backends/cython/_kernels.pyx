@@ -27,7 +27,9 @@ from .optim cimport adam_range, momentum_range, sgd_range
 from .sparse cimport (
     ROW_BLOCK, SMALL_ROWS, SPARSE_PERCENT, Csc, build_csc, count_nonzero, use_loops,
 )
-from .team cimport STATS, Team, fastnn_has_openmp
+from .team cimport (
+    STATS, Team, fastnn_fp_mode, fastnn_fp_supported, fastnn_fp_swap, fastnn_has_openmp,
+)
 
 cnp.import_array()
 
@@ -63,6 +65,18 @@ THREAD_STATS = STATS
 EPOCH_PROFILE = PROFILE  # parts of a batch in train_epoch's profile (epoch.P_*)
 #: Whether this build has OpenMP (without it ``prange`` loops run on one thread).
 HAS_OPENMP = bool(fastnn_has_openmp())
+#: Whether ``fp_swap`` reaches a floating-point control register (x86-64).
+FP_SUPPORTED = bool(fastnn_fp_supported())
+
+
+def fp_mode():
+    """This thread's denormal-flushing bits (FTZ | DAZ of MXCSR; 0 when off or unsupported)."""
+    return fastnn_fp_mode()
+
+
+def fp_swap(unsigned mode):
+    """Set this thread's denormal-flushing bits to ``mode``; return the bits it had."""
+    return fastnn_fp_swap(mode)
 
 
 cdef bint loops_for(const floating* x, Py_ssize_t n, Py_ssize_t d) noexcept nogil:

@@ -7,7 +7,9 @@ from cython.parallel cimport prange
 
 from .conv cimport ConvShape, backward_chunk, forward_chunk
 from .pool cimport maxpool2_plane, maxpool_backward_plane, maxpool_plane
-from .team cimport PARALLEL, SERIAL, choose_mode, fastnn_wtime, n_chunks, record
+from .team cimport (
+    PARALLEL, SERIAL, choose_mode, fastnn_fp_mode, fastnn_fp_swap, fastnn_wtime, n_chunks, record,
+)
 
 cdef enum:
     CONV_TEAM = 0         # chunks of images on the OpenMP team, own single-threaded BLAS each
@@ -94,6 +96,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
                    const floating[::1] b, int stride, int padding, int act, double alpha,
                    floating[:, :, :, ::1] z_out, floating[:, :, :, ::1] out, int nthreads=1):
     """out = act(conv(x, W) + b) (n, F, Ho, Wo); z_out = conv(x, W) + b where act keeps z."""
+    cdef unsigned fp_mode = fastnn_fp_mode(), fp_old  # fpmode: the caller's flushing
     cdef Py_ssize_t n = x.shape[0], f, q, t, per_chunk
     cdef ConvShape g = conv_shape(x.shape, W.shape, out.shape, stride, padding)
     cdef floating* z = NULL if z_out is None or not needs_z(act) else &z_out[0, 0, 0, 0]
@@ -118,10 +121,12 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] 
                 s[f * g.P + q] = b[f]
         if mode == PARALLEL:
             for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+                fp_old = fastnn_fp_swap(fp_mode)
                 forward_chunk(&x[0, 0, 0, 0], &W[0, 0, 0, 0], s, &g, act, <floating>alpha, z,
                               &out[0, 0, 0, 0], n * t // nt, n * (t + 1) // nt, G,
                               s + g.F * g.P + t * per_chunk,
                               s + g.F * g.P + t * per_chunk + g.K * G * g.P, True)
+                fastnn_fp_swap(fp_old)
         else:
             for t in range(nt):
                 forward_chunk(&x[0, 0, 0, 0], &W[0, 0, 0, 0], s, &g, act, <floating>alpha, z,
@@ -137,6 +142,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
                     floating[:, :, :, ::1] dW_out, floating[::1] db_out,
                     floating[:, :, :, ::1] grad_x_out, int nthreads=1):
     """grad: dL/da -> dL/dz; dW_out, db_out and grad_x_out (unless None) from it."""
+    cdef unsigned fp_mode = fastnn_fp_mode(), fp_old  # fpmode: the caller's flushing
     cdef Py_ssize_t n = x.shape[0], t, j, per_chunk, fk
     cdef ConvShape g = conv_shape(x.shape, W.shape, a.shape, stride, padding)
     cdef const floating* zp = NULL if z is None or not needs_z(act) else &z[0, 0, 0, 0]
@@ -166,10 +172,12 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
         t0 = fastnn_wtime()
         if mode == PARALLEL:
             for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+                fp_old = fastnn_fp_swap(fp_mode)
                 conv_backward_part(&x[0, 0, 0, 0], &W[0, 0, 0, 0], zp, &a[0, 0, 0, 0],
                                    &grad[0, 0, 0, 0], &g, act, <floating>alpha, gx,
                                    n * t // nt, n * (t + 1) // nt, G, s + t * per_chunk,
                                    db + t * g.F, True)
+                fastnn_fp_swap(fp_old)
         else:
             for t in range(nt):
                 conv_backward_part(&x[0, 0, 0, 0], &W[0, 0, 0, 0], zp, &a[0, 0, 0, 0],
@@ -208,6 +216,7 @@ def maxpool2d_forward(const floating[:, :, :, ::1] x, int kernel, int stride,
                       floating[:, :, :, ::1] out, int64_t[:, :, :, ::1] argmax_out,
                       int nthreads=1):
     """out = the maximum of each kernel x kernel window; argmax_out its flat index h*W + w."""
+    cdef unsigned fp_mode = fastnn_fp_mode(), fp_old  # fpmode: the caller's flushing
     cdef Py_ssize_t planes = x.shape[0] * x.shape[1], H = x.shape[2], Wd = x.shape[3]
     cdef Py_ssize_t Ho = out.shape[2], Wo = out.shape[3], t, lo, hi
     cdef int nt = n_chunks(planes * H * Wd * 4, planes, nthreads) if pool_team else 1
@@ -219,8 +228,10 @@ def maxpool2d_forward(const floating[:, :, :, ::1] x, int kernel, int stride,
                       &argmax_out[0, 0, 0, 0])
         else:
             for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+                fp_old = fastnn_fp_swap(fp_mode)
                 pool_part(&x[0, 0, 0, 0], planes * t // nt, planes * (t + 1) // nt, H, Wd,
                           kernel, stride, Ho, Wo, &out[0, 0, 0, 0], &argmax_out[0, 0, 0, 0])
+                fastnn_fp_swap(fp_old)
 
 
 cdef inline void pool_part(const floating* x, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t H,

@@ -34,7 +34,7 @@ from libc.string cimport memset
 from .activations cimport act_backward_row, bias_act_row
 from .blas cimport gemm
 from .sparse cimport Csc, Csr, forward_loops, input_grad_loops, weight_grad_loops
-from .team cimport Team, n_chunks
+from .team cimport Team, fastnn_fp_mode, fastnn_fp_swap, n_chunks
 
 
 # Forward -----------------------------------------------------------------------------------
@@ -58,6 +58,7 @@ cdef inline void dense_forward_kernel(const floating* x, Py_ssize_t n, Py_ssize_
 
     ``loops`` picks the zero-skipping loops (``csr``: x's nonzeros, or NULL to scan x).
     """
+    cdef unsigned fp_mode = fastnn_fp_mode(), fp_old  # fpmode: the caller's flushing
     cdef Py_ssize_t t
     cdef int nt
     if loops:
@@ -73,8 +74,10 @@ cdef inline void dense_forward_kernel(const floating* x, Py_ssize_t n, Py_ssize_
                               True)
         return
     for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+        fp_old = fastnn_fp_swap(fp_mode)
         forward_blas_rows(x, n * t // nt, n * (t + 1) // nt, d, W, k, b, act, alpha, z, out,
                           True)
+        fastnn_fp_swap(fp_old)
 
 
 # Backward ----------------------------------------------------------------------------------
@@ -124,6 +127,7 @@ cdef inline void dense_backward_kernel(const floating* x, Py_ssize_t n, Py_ssize
     ``csc`` NULL takes the BLAS path for dW; otherwise the pattern of x drives the loops.
     ``sgd`` (loops only) also applies ``W -= lr * dW`` row by row. ``dirty``: ``sparse.pxd``.
     """
+    cdef unsigned fp_mode = fastnn_fp_mode(), fp_old  # fpmode: the caller's flushing
     cdef Py_ssize_t t
     cdef int nt
     cdef bint loops = csc != NULL
@@ -136,7 +140,9 @@ cdef inline void dense_backward_kernel(const floating* x, Py_ssize_t n, Py_ssize
                 grad_x_rows(n * t // nt, n * (t + 1) // nt, grad, k, W, d, grad_x, loops, own)
         else:
             for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+                fp_old = fastnn_fp_swap(fp_mode)
                 grad_x_rows(n * t // nt, n * (t + 1) // nt, grad, k, W, d, grad_x, loops, own)
+                fastnn_fp_swap(fp_old)
     if loops:
         weight_grad_loops(x, n, d, grad, k, csc, dW, dirty, W, sgd, lr, False, team)
         return
@@ -148,4 +154,6 @@ cdef inline void dense_backward_kernel(const floating* x, Py_ssize_t n, Py_ssize
             dw_blas_rows(d * t // nt, d * (t + 1) // nt, x, n, d, grad, k, dW, own)
     else:
         for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+            fp_old = fastnn_fp_swap(fp_mode)
             dw_blas_rows(d * t // nt, d * (t + 1) // nt, x, n, d, grad, k, dW, own)
+            fastnn_fp_swap(fp_old)

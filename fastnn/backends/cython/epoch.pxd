@@ -34,7 +34,8 @@ from .sparse cimport (
     SMALL_ROWS, Csc, Csr, Touched, build_csc, csr_rows, dw_scatter, use_loops, weight_grad_split,
 )
 from .team cimport (
-    PARALLEL, PROBED, SERIAL, Team, choose_mode, fastnn_has_openmp, fastnn_wtime, n_chunks, record,
+    PARALLEL, PROBED, SERIAL, Team, choose_mode, fastnn_fp_mode, fastnn_fp_swap,
+    fastnn_has_openmp, fastnn_wtime, n_chunks, record,
 )
 
 
@@ -146,6 +147,7 @@ cdef inline Py_ssize_t gather(Epoch* e, const floating* X, Py_ssize_t start,
                               Py_ssize_t m) noexcept nogil:
     """Copy the batch's rows of X and targets, blocks of rows over the team; return the number
     of nonzero inputs (``csr.ptr`` then holds the row offsets of the nonzero lists)."""
+    cdef unsigned fp_mode = fastnn_fp_mode(), fp_old  # fpmode: the caller's flushing
     cdef Py_ssize_t r, t
     cdef Py_ssize_t d = e.layers[0].d
     cdef int nt = n_chunks(m * d * GATHER_COST, m, e.team.size)
@@ -154,7 +156,9 @@ cdef inline Py_ssize_t gather(Epoch* e, const floating* X, Py_ssize_t start,
         gather_rows(e, X, start, 0, m)
     else:
         for t in prange(nb, num_threads=nt, schedule='dynamic', chunksize=1):
+            fp_old = fastnn_fp_swap(fp_mode)
             gather_rows(e, X, start, m * t // nb, m * (t + 1) // nb)
+            fastnn_fp_swap(fp_old)
     e.csr.ptr[0] = 0
     for r in range(m):
         e.csr.ptr[r + 1] += e.csr.ptr[r]
@@ -163,6 +167,7 @@ cdef inline Py_ssize_t gather(Epoch* e, const floating* X, Py_ssize_t start,
 
 cdef inline void list_nonzeros(Epoch* e, const floating* xb, Py_ssize_t m) noexcept nogil:
     """The batch's ``Csr`` (offsets from ``gather``), blocks of rows over the team."""
+    cdef unsigned fp_mode = fastnn_fp_mode(), fp_old  # fpmode: the caller's flushing
     cdef Py_ssize_t t
     cdef Py_ssize_t d = e.layers[0].d
     cdef int nt = n_chunks(m * d * GATHER_COST, m, e.team.size)
@@ -171,7 +176,9 @@ cdef inline void list_nonzeros(Epoch* e, const floating* xb, Py_ssize_t m) noexc
         csr_rows(xb, 0, m, d, &e.csr)
     else:
         for t in prange(nb, num_threads=nt, schedule='dynamic', chunksize=1):
+            fp_old = fastnn_fp_swap(fp_mode)
             csr_rows(xb, m * t // nb, m * (t + 1) // nb, d, &e.csr)
+            fastnn_fp_swap(fp_old)
 
 
 cdef inline void forward_first_rows(Epoch* e, const floating* xb, Py_ssize_t lo, Py_ssize_t hi,

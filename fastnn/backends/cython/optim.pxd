@@ -12,7 +12,7 @@ from libc.math cimport pow, sqrt, sqrtf
 from .codes cimport (
     H_BETA1, H_BETA2, H_EPS, H_LR, H_MOMENTUM, H_NESTEROV, H_WEIGHT_DECAY, OPT_MOMENTUM, OPT_SGD,
 )
-from .team cimport Team, n_chunks
+from .team cimport Team, fastnn_fp_mode, fastnn_fp_swap, n_chunks
 
 
 cdef inline floating fsqrt(floating v) noexcept nogil:
@@ -87,10 +87,13 @@ cdef inline void update_by_code(int optimizer, floating* p, const floating* g, f
                         floating* s2, Py_ssize_t size, const double* hyper, Py_ssize_t step,
                         Team team) noexcept nogil:
     """One optimizer step on a flat parameter of ``size`` elements, split over the team."""
+    cdef unsigned fp_mode = fastnn_fp_mode(), fp_old  # fpmode: the caller's flushing
     cdef Py_ssize_t t
     cdef int nt = n_chunks(size, size, team.size)
     if nt == 1 or not team.parallel:  # elementwise: chunks change nothing
         update_range(optimizer, p, g, s1, s2, 0, size, hyper, step)
         return
     for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+        fp_old = fastnn_fp_swap(fp_mode)
         update_range(optimizer, p, g, s1, s2, size * t // nt, size * (t + 1) // nt, hyper, step)
+        fastnn_fp_swap(fp_old)

@@ -29,7 +29,7 @@ from cython.parallel cimport prange
 from libc.string cimport memset
 
 from .activations cimport bias_act_row
-from .team cimport MAX_THREADS, Team, n_chunks
+from .team cimport MAX_THREADS, Team, fastnn_fp_mode, fastnn_fp_swap, n_chunks
 
 
 cdef enum:
@@ -227,6 +227,7 @@ cdef inline void forward_loops(const floating* x, Py_ssize_t n, Py_ssize_t d, co
     """``forward_rows`` over all n rows, in blocks of about FORWARD_BLOCK rows (at least one
     per thread) that each free thread takes in turn: a thread slowed by another process then
     simply does fewer blocks. Rows are independent, so no split changes a number."""
+    cdef unsigned fp_mode = fastnn_fp_mode(), fp_old  # fpmode: the caller's flushing
     cdef Py_ssize_t t, nb
     cdef int nt = n_chunks(n * d * k, n, team.size)
     if nt == 1 or not team.parallel:
@@ -234,7 +235,9 @@ cdef inline void forward_loops(const floating* x, Py_ssize_t n, Py_ssize_t d, co
         return
     nb = n // FORWARD_BLOCK if n // FORWARD_BLOCK > nt else nt
     for t in prange(nb, num_threads=nt, schedule='dynamic', chunksize=1):
+        fp_old = fastnn_fp_swap(fp_mode)
         forward_rows(x, n * t // nb, n * (t + 1) // nb, d, W, k, b, act, alpha, z, out, csr)
+        fastnn_fp_swap(fp_old)
 
 
 # grad_x --------------------------------------------------------------------------------------
@@ -318,6 +321,7 @@ cdef inline void weight_grad_loops(const floating* x, Py_ssize_t n, Py_ssize_t d
                                    floating* dW, char* dirty, floating* W, bint sgd, floating lr,
                                    bint accumulate, Team team) noexcept nogil:
     """dW (+)= x.T @ delta through the pattern; features split by equal numbers of nonzeros."""
+    cdef unsigned fp_mode = fastnn_fp_mode(), fp_old  # fpmode: the caller's flushing
     cdef Py_ssize_t bounds[MAX_THREADS + 1]
     cdef Py_ssize_t i, t, total
     cdef int nt
@@ -337,8 +341,10 @@ cdef inline void weight_grad_loops(const floating* x, Py_ssize_t n, Py_ssize_t d
         bounds[t] = d
         t += 1
     for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+        fp_old = fastnn_fp_swap(fp_mode)
         weight_grad_rows(bounds[t], bounds[t + 1], x, d, delta, k, csc, dW, dirty, W, sgd, lr,
                          accumulate)
+        fastnn_fp_swap(fp_old)
 
 
 cdef inline Py_ssize_t first_at_least(const int* cols, Py_ssize_t lo, Py_ssize_t hi,
@@ -425,6 +431,7 @@ cdef inline bint weight_grad_split(const floating* x, Py_ssize_t m, Py_ssize_t d
     all features, block after block. Each dW row is summed over the same blocks in the same
     order either way (one chunk owns it): any split and either mode give the same numbers.
     """
+    cdef unsigned fp_mode = fastnn_fp_mode(), fp_old  # fpmode: the caller's flushing
     cdef Py_ssize_t bounds[FEATURE_GROUPS * MAX_THREADS + 1]
     cdef Py_ssize_t g, s0 = 0, s1
     cdef int nt = n_chunks((csr.ptr[m] - csr.ptr[0]) * k, d, team.size)
@@ -436,8 +443,10 @@ cdef inline bint weight_grad_split(const floating* x, Py_ssize_t m, Py_ssize_t d
     while s0 < m:
         s1 = s0 + SUPER_ROWS if s0 + SUPER_ROWS < m else m
         for g in prange(ng, num_threads=nt, schedule='dynamic', chunksize=1):
+            fp_old = fastnn_fp_swap(fp_mode)
             weight_grad_features(bounds[g], bounds[g + 1], s0, s1, x, m, d, delta, k, csr,
                                  csc, dW, dirty, W, sgd, lr)
+            fastnn_fp_swap(fp_old)
         s0 = s1
     return sgd and m <= ROW_BLOCK
 

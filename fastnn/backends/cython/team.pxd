@@ -51,6 +51,32 @@ cdef extern from *:
     int fastnn_has_openmp() noexcept nogil
 
 
+cdef extern from *:
+    """
+    /* Denormal flushing (FTZ + DAZ bits of MXCSR) is a per-thread state: a parallel region
+       reads the caller's bits first and every thread runs its chunk under them, restoring
+       its own after (fastnn.backends.numba.fpmode explains why fastnn flushes). */
+    #if defined(__x86_64__) || defined(_M_X64)
+    #include <xmmintrin.h>
+    #define FASTNN_FLUSH_BITS 0x8040u
+    static unsigned fastnn_fp_mode(void) { return _mm_getcsr() & FASTNN_FLUSH_BITS; }
+    static unsigned fastnn_fp_swap(unsigned mode) {
+        unsigned csr = _mm_getcsr();
+        _mm_setcsr((csr & ~FASTNN_FLUSH_BITS) | (mode & FASTNN_FLUSH_BITS));
+        return csr & FASTNN_FLUSH_BITS;
+    }
+    static int fastnn_fp_supported(void) { return 1; }
+    #else
+    static unsigned fastnn_fp_mode(void) { return 0; }
+    static unsigned fastnn_fp_swap(unsigned mode) { (void)mode; return 0; }
+    static int fastnn_fp_supported(void) { return 0; }
+    #endif
+    """
+    unsigned fastnn_fp_mode() noexcept nogil
+    unsigned fastnn_fp_swap(unsigned mode) noexcept nogil
+    int fastnn_fp_supported() noexcept nogil
+
+
 cdef enum:
     MAX_THREADS = 64
     PAR_MIN_WORK = 1 << 20  # multiply-adds below which work stays on one thread

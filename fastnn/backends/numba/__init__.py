@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the 'numba' backend needs numba (pip install fastnn[numba])") from exc
 
 from .._frontend import bind, contract_names
-from . import blas, conv, dense, epoch, losses, optim, pool, predict, team
+from . import blas, conv, dense, epoch, fpmode, losses, optim, pool, predict, team
 
 NAME = "numba"
 #: Layer kinds ``train_epoch`` runs; a model with any other layer trains through the eager loop.
@@ -81,6 +81,16 @@ def set_num_threads(n: int) -> None:
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     threadpool_limits(limits=n, user_api="blas")
     blas.set_blas_threads(n)
+
+
+#: Whether :func:`swap_fp_mode` reaches the floating-point control register (x86-64).
+FP_MODE_SUPPORTED: bool = fpmode.SUPPORTED
+
+
+def swap_fp_mode(bits: int) -> int:
+    """Set this thread's denormal-flushing bits (``fastnn.denormals.FLUSH_BITS`` or 0); return
+    the bits it had. The backend's threads compute under their caller's bits (:mod:`.fpmode`)."""
+    return int(fpmode.swap_mode(bits))
 
 
 def get_num_threads() -> int:

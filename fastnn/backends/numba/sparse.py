@@ -42,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from .fpmode import get_mode, swap_mode
 from .jit import kernel, parallel_kernel
 
 CHUNK_ROWS = 64  # input rows per column index: its row lists stay in L1/L2
@@ -286,9 +287,12 @@ def forward_team(x, W, out, team):
     """:func:`forward_loops` with the rows of x split over ``team.shape[0]`` threads in pairs
     (the same arithmetic as one thread); team (threads, >= d) int32: each thread's scratch."""
     threads = team.shape[0]
+    mode = get_mode()  # the caller's denormal flushing, for every thread (fpmode, Design A)
     for t in prange(threads):
+        old = swap_mode(mode)
         r0, r1 = team_share(x.shape[0], np.int64(t), threads, 2)
         forward_rows(x, W, out, team[t], r0, r1)
+        swap_mode(old)
 
 
 @parallel_kernel
@@ -296,6 +300,9 @@ def weight_grad_team(x, delta, target, dirty, team, sgd, lr):
     """:func:`weight_grad_loops` with the input features (rows of target) split over
     ``team.shape[0]`` threads; team (threads, >= scratch_size(d)) int32: their scratch."""
     threads = team.shape[0]
+    mode = get_mode()
     for t in prange(threads):
+        old = swap_mode(mode)
         j0, j1 = team_share(x.shape[1], np.int64(t), threads, 1)
         weight_grad_features(x, delta, target, team[t], dirty, sgd, lr, j0, j1)
+        swap_mode(old)

@@ -46,6 +46,7 @@ import numba
 import numpy as np
 
 from .blas import blas_threads
+from .fpmode import get_mode, swap_mode
 
 CHUNK = 8  # images a thread takes at a time (Design D)
 
@@ -61,16 +62,19 @@ class _Worker:
 
     def _loop(self) -> None:
         while True:
-            func, args = self._tasks.get()
+            func, args, mode = self._tasks.get()
+            old = swap_mode(mode)  # the caller's denormal flushing (fpmode, Design A)
             try:
                 func(*args)
             except BaseException as exc:  # handed to the caller
                 self._done.put(exc)
             else:
                 self._done.put(None)
+            finally:
+                swap_mode(old)
 
-    def submit(self, func: Callable, args: Sequence[Any]) -> None:
-        self._tasks.put((func, args))
+    def submit(self, func: Callable, args: Sequence[Any], mode: int) -> None:
+        self._tasks.put((func, args, mode))
 
     def wait(self) -> BaseException | None:
         return self._done.get()
@@ -94,8 +98,9 @@ class Team:
             while len(self._workers) < len(parts) - 1:
                 self._workers.append(_Worker())
             helpers = self._workers[: len(parts) - 1]
+            mode = get_mode()
             for worker, args in zip(helpers, parts[1:], strict=True):
-                worker.submit(func, args)
+                worker.submit(func, args, mode)
             error: BaseException | None = None
             try:
                 func(*parts[0])
