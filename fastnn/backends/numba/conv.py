@@ -27,6 +27,8 @@ C. Threads: the threads of :mod:`.team` (as many as the backend's, ``set_num_thr
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..._codes import NEEDS_PREACTIVATION
@@ -52,8 +54,11 @@ def use_rows(x: np.ndarray, out_width: int, stride: int, need_input_rows: bool) 
     return stride == 1 and out_width % v == 0 and (not need_input_rows or x.shape[3] % v == 0)
 
 
+@functools.lru_cache(maxsize=64)
 def _row_taps(C: int, kh: int, kw: int, height: int, width: int) -> np.ndarray:
-    """Offsets of the taps (c, u, v) in a flat NCHW image of planes height x width."""
+    """Offsets of the taps (c, u, v) in a flat NCHW image of planes height x width. Kept per
+    geometry (the kernels only read it): rebuilt per call, it cost ~0.4 ms of an 8 ms batch of
+    32 images of MNIST_99 (three calls per batch)."""
     c, u, v = np.meshgrid(np.arange(C), np.arange(kh), np.arange(kw), indexing="ij")
     return ((c * height + u) * width + v).reshape(-1).astype(np.int64)
 
