@@ -104,8 +104,12 @@ def machine_info(threads: int) -> dict:
     -------
     dict
         ``cpu``, ``cores`` (logical CPUs usable), ``cpu_count``, ``threads``, ``platform``,
-        ``blas`` (threadpoolctl records of the parent process), ``versions``, ``env``, ``date``.
+        ``blas`` (threadpoolctl records of the parent process), ``versions``, ``env``,
+        ``flush_denormals`` (fastnn trains with denormals flushed, ``fastnn.denormals``),
+        ``date``.
     """
+    from ..denormals import get_flush_denormals
+
     return {
         "cpu": cpu_model(),
         "cores": usable_cores(),
@@ -116,5 +120,6 @@ def machine_info(threads: int) -> dict:
         "blas": blas_libraries(),
         "versions": versions(),
         "env": {name: os.environ[name] for name in ENV_VARS if name in os.environ},
+        "flush_denormals": get_flush_denormals(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

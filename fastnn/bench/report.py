@@ -28,6 +28,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
 )
 
+_FLUSH = {True: "yes", False: "no"}  # reports written before the key: "not recorded"
+
 
 def _cell(row: dict, key: str, fmt: str) -> str:
     value = row.get(key)
@@ -105,7 +107,8 @@ def markdown(report: dict) -> str:
         "",
         *_busy_md(report),
         f"- Versions: {_versions(report)}.",
-        f"- BLAS in the parent process: {blas or 'unknown'}; environment: {env}.",
+        f"- BLAS in the parent process: {blas or 'unknown'}; environment: {env}; fastnn "
+        f"trains with denormals flushed: {_FLUSH.get(m.get('flush_denormals'), 'not recorded')}.",
         f"- SGEMM ceiling (float32 {report['sgemm']['size']}² matmul through NumPy, best of "
         f"{report['sgemm']['calls']}): **{report['sgemm_gflops']:.1f} GFLOP/s**.",
         f"- Model: MLP {'-'.join(map(str, c['layer_sizes']))} ({c['activation']}, "

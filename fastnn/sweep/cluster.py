@@ -9,6 +9,7 @@ imported inside the functions, so ``fastnn.sweep`` imports without it.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -109,6 +110,19 @@ def _prepare(client, log: Callable) -> dict | None:  # noqa: ANN001
     return {RESOURCE: 1} if capped else None
 
 
+def _await_running_workers(client: Any, timeout: float = 10.0) -> None:
+    """Wait (up to ``timeout`` s) until every registered worker runs. ``scatter(broadcast=True)``
+    copies the data only to the workers running at that moment: one still starting got none,
+    and when the one that had it died, the trials it had finished could not be recomputed
+    (seen in CI: a whole sweep lost with its first worker)."""
+    expected = len(client.scheduler_info()["workers"])
+    deadline = time.monotonic() + timeout
+    while len(client.sync(client.scheduler.ncores_running)) < expected:
+        if time.monotonic() > deadline:
+            return  # start anyway: a worker that never runs must not hang the sweep
+        time.sleep(0.05)
+
+
 def dask_batches(chunks: list, data: SweepData, options: dict, log: Callable) -> Iterator[Batch]:
     """Run the chunks as Dask tasks; yield each one's result as it finishes."""
     try:
@@ -119,6 +133,7 @@ def dask_batches(chunks: list, data: SweepData, options: dict, log: Callable) ->
     try:
         client = _connect(options, owned)
         resources = _prepare(client, log)
+        _await_running_workers(client)
         data_future = client.scatter(data, broadcast=True, hash=False)
         for chunk in chunks:
             future = client.submit(run_trials, chunk, data_future, options["metric"],
