@@ -6,8 +6,15 @@ Used for tiny batches (where BLAS call overhead dominates) and sparse inputs (MN
 Design:
 
 A. Forward: per pair of input rows, a branch-free list of the columns where either is
-   non-zero, then four rows of ``W`` per pass over the two output rows: each row of ``W`` is
-   loaded once for two outputs and each output row is read and written once per four.
+   non-zero, then register blocks (:mod:`.simd`): both rows' outputs for ``BLOCK_VECTORS``
+   512-bit vectors of columns (128 float32, 64 float64) stay in 16 vector registers over the
+   whole list, each row of ``W`` loaded once for the two rows; narrower remainders take one
+   vector at a time, and the last columns (fewer than a vector) plain loops. Each output is
+   a chain of FMAs in column order, so a row's result does not depend on its partner row
+   (a zero input adds an exact zero). Measured on MNIST digits (784 -> 128, 1024 rows, one
+   thread, median of 40 interleaved): 1.48 ms, against 2.05 ms for the loops LLVM vectorized
+   before (four rows of ``W`` per pass over two output rows in memory, 256-bit) and 1.70 ms
+   for the same blocks on 256-bit vectors.
 B. ``x.T @ delta`` needs the non-zeros by column: per chunk of ``CHUNK_ROWS`` input rows, the
    row lists are turned into a column index (count, prefix sum, fill, all over the non-zeros),
    so each touched row of the result is read and written once per chunk.
@@ -44,8 +51,11 @@ from numba import prange
 
 from .fpmode import get_mode, swap_mode
 from .jit import kernel, parallel_kernel
+from .simd import specialized, stack_array, wide_lanes, wide_vcopy, wide_vfma
 
 CHUNK_ROWS = 64  # input rows per column index: its row lists stay in L1/L2
+BLOCK_VECTORS = 8  # 512-bit vectors of outputs per row in a register block (Design A)
+ACC = 2 * BLOCK_VECTORS * 16  # accumulator elements: two rows, 16 float32 lanes (the most)
 
 
 @kernel
@@ -81,43 +91,52 @@ def _row_lists(x, r0, r1, lst, rowlen, j0, j1):
     return total
 
 
-@kernel
-def _forward_row(x, i, W, out, scratch):
-    """out[i] = x[i] @ W over the non-zeros of row i, four rows of W per pass over out[i]."""
-    d, k = W.shape
-    zero = out.dtype.type(0.0)
-    nnz = 0
-    for j in range(d):
-        scratch[nnz] = j
-        nnz += x[i, j] != 0
-    for c in range(k):
-        out[i, c] = zero
-    t = 0
-    while t + 4 <= nnz:
-        j0, j1, j2, j3 = scratch[t], scratch[t + 1], scratch[t + 2], scratch[t + 3]
-        v0, v1, v2, v3 = x[i, j0], x[i, j1], x[i, j2], x[i, j3]
-        for c in range(k):
-            out[i, c] += v0 * W[j0, c] + v1 * W[j1, c] + v2 * W[j2, c] + v3 * W[j3, c]
-        t += 4
-    while t < nnz:
-        j0 = scratch[t]
-        v0 = x[i, j0]
-        for c in range(k):
-            out[i, c] += v0 * W[j0, c]
-        t += 1
+def _rows_block_for(nv: int):  # noqa: ANN202
+    """Columns c0..c0 + nv*V of ``rows`` (1 or 2) output rows from row i, over the ``nnz``
+    input columns listed in ``scratch``; ``nv`` (a constant) 512-bit vectors per row (Design A)."""
+
+    def block(x, i, Wf, k, of, scratch, nnz, c0, rows, nv_):  # noqa: ANN001, ANN202
+        V = wide_lanes(Wf)
+        acc = stack_array(ACC, Wf)
+        for e in range(2 * nv * V):
+            acc[e] = 0
+        if rows == 2:
+            for t in range(nnz):
+                j = scratch[t]
+                a, b, base = x[i, j], x[i + 1, j], j * k + c0
+                for g in range(nv):
+                    wide_vfma(acc, g * V, Wf, base + g * V, a)
+                for g in range(nv):
+                    wide_vfma(acc, (nv + g) * V, Wf, base + g * V, b)
+        else:
+            for t in range(nnz):
+                j = scratch[t]
+                a, base = x[i, j], j * k + c0
+                for g in range(nv):
+                    wide_vfma(acc, g * V, Wf, base + g * V, a)
+        for g in range(nv):  # constant offsets into acc only: it stays in registers
+            wide_vcopy(of, i * k + c0 + g * V, acc, g * V)
+        if rows == 2:
+            for g in range(nv):
+                wide_vcopy(of, (i + 1) * k + c0 + g * V, acc, (nv + g) * V)
+
+    return block
+
+
+_rows_block = specialized(_rows_block_for)
 
 
 @kernel
-def _forward_pair(x, i, W, out, scratch):
-    """out[i], out[i + 1] over the union of the non-zeros of rows i and i + 1: each row of W
-    is loaded once for both (the loads of W, from L2, bound this loop; measured -20%)."""
-    d, k = W.shape
+def _rows_columns(x, i, W, out, scratch, nnz, c0, rows):
+    """Columns c0..k-1 (fewer than one vector) of rows i..i+rows-1 (rows 1 or 2; Design A):
+    four rows of ``W`` per pass over the outputs, each loaded once for both rows (LLVM
+    vectorizes the column loop)."""
+    if rows == 1:
+        _row_columns(x, i, W, out, scratch, nnz, c0)
+        return
+    k = W.shape[1]
     zero = out.dtype.type(0.0)
-    nnz = 0
-    for j in range(d):
-        scratch[nnz] = j
-        nnz += (x[i, j] != 0) | (x[i + 1, j] != 0)
-    for c in range(k):
+    for c in range(c0, k):
         out[i, c] = zero
         out[i + 1, c] = zero
     t = 0
@@ -125,7 +144,7 @@ def _forward_pair(x, i, W, out, scratch):
         j0, j1, j2, j3 = scratch[t], scratch[t + 1], scratch[t + 2], scratch[t + 3]
         a0, a1, a2, a3 = x[i, j0], x[i, j1], x[i, j2], x[i, j3]
         b0, b1, b2, b3 = x[i + 1, j0], x[i + 1, j1], x[i + 1, j2], x[i + 1, j3]
-        for c in range(k):
+        for c in range(c0, k):
             w0, w1, w2, w3 = W[j0, c], W[j1, c], W[j2, c], W[j3, c]
             out[i, c] += a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3
             out[i + 1, c] += b0 * w0 + b1 * w1 + b2 * w2 + b3 * w3
@@ -133,10 +152,58 @@ def _forward_pair(x, i, W, out, scratch):
     while t < nnz:
         j0 = scratch[t]
         a0, b0 = x[i, j0], x[i + 1, j0]
-        for c in range(k):
+        for c in range(c0, k):
             out[i, c] += a0 * W[j0, c]
             out[i + 1, c] += b0 * W[j0, c]
         t += 1
+
+
+@kernel
+def _row_columns(x, i, W, out, scratch, nnz, c0):
+    """:func:`_rows_columns` for the single row i."""
+    k = W.shape[1]
+    zero = out.dtype.type(0.0)
+    for c in range(c0, k):
+        out[i, c] = zero
+    t = 0
+    while t + 4 <= nnz:
+        j0, j1, j2, j3 = scratch[t], scratch[t + 1], scratch[t + 2], scratch[t + 3]
+        v0, v1, v2, v3 = x[i, j0], x[i, j1], x[i, j2], x[i, j3]
+        for c in range(c0, k):
+            out[i, c] += v0 * W[j0, c] + v1 * W[j1, c] + v2 * W[j2, c] + v3 * W[j3, c]
+        t += 4
+    while t < nnz:
+        j0 = scratch[t]
+        v0 = x[i, j0]
+        for c in range(c0, k):
+            out[i, c] += v0 * W[j0, c]
+        t += 1
+
+
+@kernel
+def _forward_rows_at(x, i, W, Wf, out, of, scratch, rows):
+    """out[i:i+rows] = x[i:i+rows] @ W (rows 1 or 2) over the union of their non-zero columns
+    (Design A); ``Wf``, ``of``: flat views of W and out."""
+    d, k = W.shape
+    nnz = 0
+    if rows == 2:
+        for j in range(d):  # branch-free: always store, advance only past a non-zero
+            scratch[nnz] = j
+            nnz += (x[i, j] != 0) | (x[i + 1, j] != 0)
+    else:
+        for j in range(d):
+            scratch[nnz] = j
+            nnz += x[i, j] != 0
+    V = wide_lanes(Wf)
+    c0 = 0
+    while c0 + BLOCK_VECTORS * V <= k:
+        _rows_block(x, i, Wf, k, of, scratch, nnz, c0, rows, BLOCK_VECTORS)
+        c0 += BLOCK_VECTORS * V
+    while c0 + V <= k:
+        _rows_block(x, i, Wf, k, of, scratch, nnz, c0, rows, 1)
+        c0 += V
+    if c0 < k:
+        _rows_columns(x, i, W, out, scratch, nnz, c0, rows)
 
 
 @kernel
@@ -148,10 +215,11 @@ def forward_loops(x, W, out, scratch):
 @kernel
 def forward_rows(x, W, out, scratch, r0, r1):
     """Rows r0..r1-1 of :func:`forward_loops`; r0 even, so rows pair as in the whole call."""
+    Wf, of = W.reshape(-1), out.reshape(-1)  # flat views, made once (Design E)
     for i in range(r0, r1 - 1, 2):
-        _forward_pair(x, i, W, out, scratch)
+        _forward_rows_at(x, i, W, Wf, out, of, scratch, 2)
     if (r1 - r0) % 2:
-        _forward_row(x, r1 - 1, W, out, scratch)
+        _forward_rows_at(x, r1 - 1, W, Wf, out, of, scratch, 1)
 
 
 @kernel
