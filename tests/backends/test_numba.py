@@ -350,7 +350,7 @@ def test_kernels_are_valid_python_without_jit():
         import numpy as np
         from fastnn import _codes as C
         from fastnn.backends import eager, numba as nb, numpy as ref
-        from fastnn.backends.numba import dense
+        from fastnn.backends.numba import dense, sparse
         from fastnn.backends.workspace import Workspace
         from fastnn.layers import Dense
         assert not hasattr(dense.dense_forward_kernel, "py_func")  # really not compiled
@@ -368,6 +368,9 @@ def test_kernels_are_valid_python_without_jit():
                 outs.append((a, g, dW, db, gx))
             for u, v in zip(*outs):
                 np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12, err_msg=str(act))
+        W2, a2 = rng.standard_normal((12, 73)), np.empty((6, 73))  # 64 + 8 + 1 columns:
+        sparse.forward_loops(x, W2, a2, np.empty(12, np.int32))  # every part of a block
+        np.testing.assert_allclose(a2, x @ W2, rtol=1e-12, atol=1e-12)
         for code, name in C.LOSS_KERNEL_NAMES.items():
             t = rng.integers(0, 4, 6) if code == C.LOSS_CROSS_ENTROPY else rng.random((6, 4))
             g1, g2 = np.empty((6, 4)), np.empty((6, 4))

@@ -50,9 +50,15 @@ def test_team_shares_cover_the_range_once(size, threads, multiple):
     assert all(start % multiple == 0 for start, stop in parts if start < stop)
 
 
+# Widths through every part of a forward register block (sparse.py Design A): fewer columns
+# than a vector (7), single vectors and a tail (37), one or two blocks of 8 vectors and a tail
+# (130: float32 one block + 2, float64 two blocks + 2), and a block plus vectors and a tail (300).
+WIDTHS = [7, 37, 130, 300]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("n", [1, 2, 3, 33, 130])
-@pytest.mark.parametrize("k", [7, 37])
+@pytest.mark.parametrize("k", WIDTHS)
 @pytest.mark.parametrize("threads", [2, 3])
 def test_forward_team_matches_reference_and_one_thread(dtype, n, k, threads):
     """Rows split in pairs: the same arithmetic as one thread, so bitwise equal."""
@@ -65,6 +71,22 @@ def test_forward_team_matches_reference_and_one_thread(dtype, n, k, threads):
     np.testing.assert_array_equal(split, one)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(split, x.astype(np.float64) @ W, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("k", WIDTHS)
+def test_forward_rows_do_not_depend_on_their_partner_row(dtype, k):
+    """A row paired with another (the union of their non-zeros) gives the bits it gives alone:
+    each output is one chain of FMAs in column order, and a zero input adds an exact zero."""
+    rng = np.random.default_rng(k)
+    n, d = 7, 45
+    x, W = inputs(rng, n, d, 0.6, dtype), rng.standard_normal((d, k)).astype(dtype)
+    together = np.full((n, k), np.nan, dtype)
+    sparse.forward_loops(x, W, together, np.empty(d, np.int32))
+    for i in range(n):
+        alone = np.full((1, k), np.nan, dtype)
+        sparse.forward_loops(np.ascontiguousarray(x[i : i + 1]), W, alone, np.empty(d, np.int32))
+        np.testing.assert_array_equal(alone[0], together[i])
 
 
 @pytest.mark.parametrize("n", [1, 33, 130])  # 130 rows: three blocks of the column index
