@@ -64,6 +64,10 @@ H_BETA2 = 5
 H_EPS = 6
 N_HYPER = 7
 
+# Denormal flushing (fastnn.denormals): the FTZ (bit 15) and DAZ (bit 6) bits of x86's MXCSR,
+# one value for every backend (the Cython build gets it through codes.pxd).
+FLUSH_BITS = 0x8040
+
 # Name of each loss kernel in every backend module (the kernel contract).
 LOSS_KERNEL_NAMES: dict[int, str] = {
     LOSS_MSE: "mse",

@@ -32,8 +32,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-#: FTZ (bit 15) | DAZ (bit 6) of MXCSR.
-FLUSH_BITS = 0x8040
+from ._codes import FLUSH_BITS  # MXCSR FTZ + DAZ, the value every backend uses
 
 _enabled: bool | None = None  # None: flush where supported (the default)
 

@@ -28,7 +28,7 @@ from .sparse cimport (
     ROW_BLOCK, SMALL_ROWS, SPARSE_PERCENT, Csc, build_csc, count_nonzero, use_loops,
 )
 from .team cimport (
-    STATS, Team, fastnn_fp_mode, fastnn_fp_supported, fastnn_fp_swap, fastnn_has_openmp,
+    STATS, Team, fastnn_fp_supported, fastnn_fp_swap, fastnn_has_openmp,
 )
 
 cnp.import_array()
@@ -67,11 +67,6 @@ EPOCH_PROFILE = PROFILE  # parts of a batch in train_epoch's profile (epoch.P_*)
 HAS_OPENMP = bool(fastnn_has_openmp())
 #: Whether ``fp_swap`` reaches a floating-point control register (x86-64).
 FP_SUPPORTED = bool(fastnn_fp_supported())
-
-
-def fp_mode():
-    """This thread's denormal-flushing bits (FTZ | DAZ of MXCSR; 0 when off or unsupported)."""
-    return fastnn_fp_mode()
 
 
 def fp_swap(unsigned mode):

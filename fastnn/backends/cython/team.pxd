@@ -36,6 +36,9 @@ the last probe's mode plus 1 (0: none yet). The first retries come sooner: one e
 (threads waking up, another process's burst) must not decide for long.
 """
 
+from .codes cimport FLUSH_BITS
+
+
 cdef extern from *:
     """
     #ifdef _OPENMP
@@ -55,26 +58,38 @@ cdef extern from *:
     """
     /* Denormal flushing (FTZ + DAZ bits of MXCSR) is a per-thread state: a parallel region
        reads the caller's bits first and every thread runs its chunk under them, restoring
-       its own after (fastnn.backends.numba.fpmode explains why fastnn flushes). */
+       its own after (fastnn/denormals.py explains why fastnn flushes). The bits come from
+       the code table (FLUSH_BITS of codes.pxd, fastnn/_codes.py), passed in as ``mask``. */
     #if defined(__x86_64__) || defined(_M_X64)
     #include <xmmintrin.h>
-    #define FASTNN_FLUSH_BITS 0x8040u
-    static unsigned fastnn_fp_mode(void) { return _mm_getcsr() & FASTNN_FLUSH_BITS; }
-    static unsigned fastnn_fp_swap(unsigned mode) {
+    static unsigned fastnn_csr_bits(unsigned mask) { return _mm_getcsr() & mask; }
+    static unsigned fastnn_csr_swap(unsigned mode, unsigned mask) {
         unsigned csr = _mm_getcsr();
-        _mm_setcsr((csr & ~FASTNN_FLUSH_BITS) | (mode & FASTNN_FLUSH_BITS));
-        return csr & FASTNN_FLUSH_BITS;
+        _mm_setcsr((csr & ~mask) | (mode & mask));
+        return csr & mask;
     }
     static int fastnn_fp_supported(void) { return 1; }
     #else
-    static unsigned fastnn_fp_mode(void) { return 0; }
-    static unsigned fastnn_fp_swap(unsigned mode) { (void)mode; return 0; }
+    static unsigned fastnn_csr_bits(unsigned mask) { (void)mask; return 0; }
+    static unsigned fastnn_csr_swap(unsigned mode, unsigned mask) {
+        (void)mode; (void)mask; return 0;
+    }
     static int fastnn_fp_supported(void) { return 0; }
     #endif
     """
-    unsigned fastnn_fp_mode() noexcept nogil
-    unsigned fastnn_fp_swap(unsigned mode) noexcept nogil
+    unsigned fastnn_csr_bits(unsigned mask) noexcept nogil
+    unsigned fastnn_csr_swap(unsigned mode, unsigned mask) noexcept nogil
     int fastnn_fp_supported() noexcept nogil
+
+
+cdef inline unsigned fastnn_fp_mode() noexcept nogil:
+    """This thread's flush bits (FLUSH_BITS or a part of them; 0 off x86-64)."""
+    return fastnn_csr_bits(FLUSH_BITS)
+
+
+cdef inline unsigned fastnn_fp_swap(unsigned mode) noexcept nogil:
+    """Set this thread's flush bits to ``mode``; return the bits it had."""
+    return fastnn_csr_swap(mode, FLUSH_BITS)
 
 
 cdef enum:

@@ -30,13 +30,12 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..._codes import FLUSH_BITS  # MXCSR's FTZ and DAZ bits, one value for every backend
 from .jit import kernel
 
 #: Whether this machine has the register (x86-64).
 SUPPORTED = (platform.machine().lower() in ("x86_64", "amd64")
              and not numba.config.DISABLE_JIT)  # fmt: skip
-#: MXCSR's flush-to-zero (bit 15) and denormals-are-zero (bit 6) bits.
-FLUSH_BITS = 0x8040
 
 
 def _csr_call(builder, name: str, ptr) -> None:  # noqa: ANN001
