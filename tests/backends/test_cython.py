@@ -25,8 +25,11 @@ cy = pytest.importorskip("fastnn.backends.cython", reason="Cython extension not 
 ROOT = Path(__file__).resolve().parents[2]
 DTYPES = [np.float32, np.float64]
 # (rows, inputs, outputs, share of zero inputs): batch 1, tiny, odd, the BLAS path (dense, 8+
-# rows) and the zero-skipping loops on sparse inputs of 8+ rows.
-SHAPES = [(1, 13, 7, 0.0), (1, 30, 5, 0.8), (3, 9, 4, 0.0), (37, 23, 11, 0.0), (64, 40, 17, 0.85)]
+# rows) and the zero-skipping loops on sparse inputs of 8+ rows; the last two are wide enough
+# for the loops' register blocks of 64 float32 / 32 float64 columns (rowblock.pxd), with a
+# ragged rest of columns after them.
+SHAPES = [(1, 13, 7, 0.0), (1, 30, 5, 0.8), (3, 9, 4, 0.0), (37, 23, 11, 0.0), (64, 40, 17, 0.85),
+          (5, 40, 130, 0.5), (64, 50, 70, 0.85)]  # fmt: skip
 ALPHA = 0.3  # leaky-ReLU slope and ELU alpha: not the default, so a dropped alpha shows
 
 

@@ -7,8 +7,9 @@ MNIST pixels are ~81% zeros: the first layer's products need only the nonzero in
 where each feature is nonzero (a counting sort, from ``Csr`` or by scanning x). Hidden layers of
 tiny batches use the loops as well: there they beat BLAS's call overhead (``use_loops``).
 
-- forward: ``out[r, :] += x[r, i] * W[i, :]`` only for nonzero ``x[r, i]``, four weight rows
-  per pass over the output row (``forward_loops``; blocks of rows on a dynamic schedule);
+- forward: ``out[r, :] += x[r, i] * W[i, :]`` only for nonzero ``x[r, i]``, in register blocks
+  of 64 columns (``rowblock.pxd``, AVX2 builds) and four weight rows per pass over the rest
+  of the output row (``forward_loops``; blocks of rows on a dynamic schedule);
 - dW of the first layer: one row ``dW[i, :]`` at a time from the samples where feature i is
   nonzero, ROW_BLOCK rows of x per pattern, so each row is written by one thread
   (``weight_grad_split``: groups of features of about equal nonzeros, each chunk building its
@@ -29,6 +30,7 @@ from cython.parallel cimport prange
 from libc.string cimport memset
 
 from .activations cimport bias_act_row
+from .rowblock cimport fastnn_row_blocks_d, fastnn_row_blocks_f
 from .team cimport MAX_THREADS, Team, fastnn_fp_mode, fastnn_fp_swap, n_chunks
 
 
@@ -178,14 +180,23 @@ cdef inline void one_row_sgd(floating* row, floating* Wi, Py_ssize_t k, floating
 # Forward -----------------------------------------------------------------------------------
 cdef inline void add_weight_rows(floating* o, Py_ssize_t k, const floating* xr, const int* nz,
                                  Py_ssize_t cnt, const floating* W) noexcept nogil:
-    """o += sum_q xr[nz[q]] * W[nz[q], :] over the cnt listed inputs."""
-    cdef Py_ssize_t q = 0
+    """o += sum_q xr[nz[q]] * W[nz[q], :] over the cnt listed inputs: whole register blocks of
+    columns in ``rowblock.pxd`` (where the build has them), the rest here."""
+    cdef Py_ssize_t q = 0, c0
+    if floating is float:
+        c0 = fastnn_row_blocks_f(o, k, xr, nz, cnt, W)
+    else:
+        c0 = fastnn_row_blocks_d(o, k, xr, nz, cnt, W)
+    if c0 == k:
+        return
+    o += c0
+    W += c0
     while q + 4 <= cnt:
-        axpy4(o, k, xr[nz[q]], W + nz[q] * k, xr[nz[q + 1]], W + nz[q + 1] * k,
+        axpy4(o, k - c0, xr[nz[q]], W + nz[q] * k, xr[nz[q + 1]], W + nz[q + 1] * k,
               xr[nz[q + 2]], W + nz[q + 2] * k, xr[nz[q + 3]], W + nz[q + 3] * k)
         q += 4
     while q < cnt:
-        axpy1(o, k, xr[nz[q]], W + nz[q] * k)
+        axpy1(o, k - c0, xr[nz[q]], W + nz[q] * k)
         q += 1
 
 
