@@ -35,7 +35,7 @@ import numpy as np
 
 from ._feed import is_direct
 from ._validation import check_X_in_place
-from .backends import resolve_backend
+from .backends import eager, resolve_backend
 from .backends.workspace import make_slots
 
 #: Rows a served call may have to take the fast path (Design D); its plan holds this many.
@@ -112,12 +112,10 @@ def _build(model: Model, B: ModuleType, rows: int, last_act: int) -> Run:
         )  # fmt: skip
     slots = make_slots(layers, acts, rows, model.dtype, training=False)
 
+    fused = eager.fused_pairs(layers)
+
     def run(x: np.ndarray) -> np.ndarray:
-        m = x.shape[0]
-        for layer, slot in zip(layers, slots, strict=True):
-            layer.forward_into(B, x, slot, m)
-            x = slot.output[:m]
-        return x
+        return eager.forward(B, layers, slots, x, x.shape[0], fused)
 
     return run
 

@@ -332,7 +332,8 @@ def _train_slice(run: _Run, chunk: np.ndarray, first: int) -> int:
             if fused:
                 k = run.B.train_epoch(run.ws, X, targets, order, bs, out)
             else:
-                k = eager.eager_epoch(run.B, run.ws, X, targets, order, bs, out, run.hook)
+                k = eager.eager_epoch(run.B, run.ws, X, targets, order, bs, out, run.hook,
+                                     fuse=run.recorder is None)  # it reads layer outputs
         done += k
         if k < out.shape[0] or not math.isfinite(out[k - 1]):
             break

@@ -190,9 +190,41 @@ def _conv_kernels(impl: Any) -> dict[str, Callable]:
 
     def maxpool2d_backward(grad: np.ndarray, argmax: np.ndarray, grad_x_out: np.ndarray) -> None:
         _checks.check_maxpool2d_backward(grad, argmax, grad_x_out)
-        impl.maxpool2d_backward(grad, argmax, grad_x_out)
+        bad = impl.maxpool2d_backward(grad, argmax, grad_x_out)  # indices out of the plane
+        if bad:
+            raise _checks.argmax_error(bad, grad_x_out.shape[2] * grad_x_out.shape[3])
+
+    def conv2d_maxpool_forward(
+        x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, padding: int, act: int,
+        alpha: float, kernel: int, pool_stride: int, out: np.ndarray, argmax_out: np.ndarray,
+    ) -> None:  # fmt: skip
+        _checks.check_conv2d_maxpool_forward(
+            x, W, b, stride, padding, act, kernel, pool_stride, out, argmax_out
+        )
+        impl.conv2d_maxpool_forward(
+            x, W, b, int(stride), int(padding), int(act), float(alpha), int(kernel),
+            int(pool_stride), out, argmax_out,
+        )  # fmt: skip
+
+    def conv2d_maxpool_backward(
+        x: np.ndarray, W: np.ndarray, a: np.ndarray, argmax: np.ndarray, grad: np.ndarray,
+        stride: int, padding: int, act: int, alpha: float, dW_out: np.ndarray,
+        db_out: np.ndarray, grad_x_out: np.ndarray | None,
+    ) -> None:  # fmt: skip
+        _checks.check_conv2d_maxpool_backward(
+            x, W, a, argmax, grad, stride, padding, act, dW_out, db_out, grad_x_out
+        )
+        bad = impl.conv2d_maxpool_backward(
+            x, W, a, argmax, grad, int(stride), int(padding), int(act), float(alpha), dW_out,
+            db_out, grad_x_out,
+        )  # fmt: skip
+        if bad:
+            ho, wo = reference.conv.conv_output_hw(x.shape, W.shape, int(stride), int(padding))
+            raise _checks.argmax_error(bad, ho * wo)
 
     return {
+        "conv2d_maxpool_forward": conv2d_maxpool_forward,
+        "conv2d_maxpool_backward": conv2d_maxpool_backward,
         "conv2d_forward": conv2d_forward,
         "conv2d_backward": conv2d_backward,
         "maxpool2d_forward": maxpool2d_forward,
@@ -256,4 +288,5 @@ OPTIONAL_NAMES: tuple[str, ...] = ("prepare_predict_dense",)
 #: The convolution and pooling kernels of the contract.
 CONV_NAMES: tuple[str, ...] = (
     "conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",
+    "conv2d_maxpool_forward", "conv2d_maxpool_backward",
 )  # fmt: skip

@@ -4,14 +4,16 @@ The reference backend's ``train_epoch`` *is* this loop over its own kernels; the
 over a compiled backend's kernels when it needs Python between batches (diagnostics, gradient
 clipping) or when a layer kind has no fused epoch, and the parity tests compare every fused
 ``train_epoch`` with it. Layers are reached only through the layer protocol
-(``forward_into`` / ``backward_into``), so a new layer kind needs no change here.
+(``forward_into`` / ``backward_into``, and ``fuses_with`` for a pair that runs as one call),
+so a new layer kind needs no change here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -19,25 +21,62 @@ from .. import _codes as C
 from .workspace import Workspace
 
 
-def forward_backward(B: ModuleType, ws: Workspace, n: int) -> float:
+def fused_pairs(layers: Sequence[Any]) -> tuple[bool, ...]:
+    """``fused[i]``: layer i and layer i + 1 run as one call (``Layer.fuses_with``), read
+    left to right so that a layer belongs to at most one pair."""
+    fused = [False] * len(layers)
+    i = 0
+    while i < len(layers) - 1:
+        if layers[i].fuses_with(layers[i + 1]):
+            fused[i] = True
+            i += 1
+        i += 1
+    return tuple(fused)
+
+
+def forward(
+    B: ModuleType, layers: Sequence[Any], slots: Sequence[Any], x: np.ndarray, n: int,
+    fused: Sequence[bool],
+) -> np.ndarray:  # fmt: skip
+    """The first ``n`` rows of ``x`` through every layer; returns the last slot's output.
+    A fused pair writes only its second layer's output."""
+    i = 0
+    while i < len(layers):
+        if fused[i]:
+            layers[i].forward_fused_into(B, x, slots[i], layers[i + 1], slots[i + 1], n)
+            i += 1
+        else:
+            layers[i].forward_into(B, x, slots[i], n)
+        x = slots[i].output[:n]
+        i += 1
+    return x
+
+
+def forward_backward(B: ModuleType, ws: Workspace, n: int, fuse: bool = True) -> float:
     """Forward, loss and backward on the first ``n`` rows of ``ws.x_batch`` / ``ws.y_batch``.
 
     Leaves the gradients in every ``ws.slots[i].grads`` and returns the loss. When the loss is
-    not finite it returns at once (no backward).
+    not finite it returns at once (no backward). ``fuse=False`` runs every layer on its own,
+    so that every ``slot.output`` holds the layer's output afterwards (the diagnostics read
+    them); the results are the same.
     """
-    x = ws.x_batch[:n]
-    for layer, slot in zip(ws.layers, ws.slots, strict=True):
-        layer.forward_into(B, x, slot, n)
-        x = slot.output[:n]
+    layers, slots = ws.layers, ws.slots
+    fused = fused_pairs(layers) if fuse else (False,) * ws.n_layers
+    x = forward(B, layers, slots, ws.x_batch[:n], n, fused)
     loss_kernel = getattr(B, C.LOSS_KERNEL_NAMES[ws.loss])
-    last = ws.slots[-1]
-    loss = loss_kernel(x.reshape(n, -1), ws.y_batch[:n], last.delta[:n].reshape(n, -1))
+    loss = loss_kernel(x.reshape(n, -1), ws.y_batch[:n], slots[-1].delta[:n].reshape(n, -1))
     if not math.isfinite(loss):
         return loss
-    for i in range(ws.n_layers - 1, -1, -1):
-        inputs = ws.x_batch[:n] if i == 0 else ws.slots[i - 1].output[:n]
-        grad_x = None if i == 0 else ws.slots[i - 1].delta[:n]
-        ws.layers[i].backward_into(B, inputs, ws.slots[i], n, grad_x)
+    i = ws.n_layers - 1
+    while i >= 0:
+        j = i - 1 if i and fused[i - 1] else i  # the pair (j, i) as one call
+        inputs = ws.x_batch[:n] if j == 0 else slots[j - 1].output[:n]
+        grad_x = None if j == 0 else slots[j - 1].delta[:n]
+        if j < i:
+            layers[j].backward_fused_into(B, inputs, slots[j], layers[i], slots[i], n, grad_x)
+        else:
+            layers[i].backward_into(B, inputs, slots[i], n, grad_x)
+        i = j - 1
     return loss
 
 
@@ -68,11 +107,13 @@ def eager_epoch(
     batch_size: int,
     batch_losses: np.ndarray,
     after_backward: Callable[[int, int], None] | None = None,
+    fuse: bool = True,
 ) -> int:
     """One epoch, batch by batch, with the semantics of ``train_epoch`` (see the contract).
 
     ``after_backward(batch_index, n_rows)``, when given, runs between the backward pass and the
-    update of every batch (gradient clipping and diagnostics hook in there).
+    update of every batch (per-iteration schedules, gradient clipping and diagnostics hook in
+    there). ``fuse=False`` when it reads the layers' outputs (see :func:`forward_backward`).
     """
     done = 0
     for start in range(0, order.shape[0], batch_size):
@@ -80,7 +121,7 @@ def eager_epoch(
         m = idx.shape[0]
         np.take(X, idx, axis=0, out=ws.x_batch[:m])
         np.take(targets, idx, axis=0, out=ws.y_batch[:m])
-        loss = forward_backward(B, ws, m)
+        loss = forward_backward(B, ws, m, fuse)
         batch_losses[done] = loss
         done += 1
         if not math.isfinite(loss):

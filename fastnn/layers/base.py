@@ -9,6 +9,8 @@ A layer
 - runs one batch forward and backward through its backend's kernels (:meth:`forward_into`,
   :meth:`backward_into`) on the buffers of a :class:`fastnn.backends.workspace.LayerSlot`, and
   asks for any extra per-batch buffer it needs (:meth:`buffer_shapes`);
+- may run together with the layer after it as one backend call (:meth:`fuses_with`: a
+  convolution and its max pooling), with the same results;
 - round-trips through :meth:`config` and the registry (:func:`layer_from_config`), which is how
   ``save``/``load`` and ``summary`` see it.
 
@@ -122,6 +124,29 @@ class Layer:
     ) -> None:
         """From dL/d(output) in ``slot.delta[:n]`` write ``slot.grads`` and dL/dx into
         ``grad_x`` (n, *input_shape), or skip the input gradient when it is None."""
+        raise NotImplementedError
+
+    # -- optional: this layer and the next one as one call ---------------------------------
+    def fuses_with(self, following: Layer) -> bool:
+        """True when this layer and ``following`` run as one backend call (the per-batch loop
+        then calls :meth:`forward_fused_into` and :meth:`backward_fused_into` instead of the
+        two layers' own methods; the results are the same). Default: never."""
+        return False
+
+    def forward_fused_into(
+        self, B: ModuleType, x: np.ndarray, slot: LayerSlot, following: Layer,
+        following_slot: LayerSlot, n: int,
+    ) -> None:  # fmt: skip
+        """Write the output of ``following`` applied to this layer's output into
+        ``following_slot.output[:n]``; ``slot.output`` may be left unwritten."""
+        raise NotImplementedError
+
+    def backward_fused_into(
+        self, B: ModuleType, x: np.ndarray, slot: LayerSlot, following: Layer,
+        following_slot: LayerSlot, n: int, grad_x: np.ndarray | None,
+    ) -> None:  # fmt: skip
+        """From dL/d(following's output) in ``following_slot.delta[:n]`` write ``slot.grads``
+        and dL/dx into ``grad_x`` (or skip it when None)."""
         raise NotImplementedError
 
     # -- the teaching path: one call, buffers allocated per call ---------------------------

@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from .._codes import NEEDS_PREACTIVATION
 from .._validation import check_positive
 from ..backends.workspace import LayerSlot
 from ._activated import ActivatedLayer
-from .base import Shape, register_layer
+from .base import Layer, Shape, register_layer
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int, what: str, layer: Any) -> int:
@@ -144,6 +145,34 @@ class Conv2D(ActivatedLayer):
         B.conv2d_backward(
             x, W, None if z is None else z[:n], slot.output[:n], slot.delta[:n], self.stride,
             self.padding, slot.act, self.act_alpha, dW, db, grad_x,
+        )  # fmt: skip
+
+    def fuses_with(self, following: Layer) -> bool:
+        """A max pooling right after this convolution runs with it as one call
+        (``conv2d_maxpool_*``), unless the activation's derivative needs z."""
+        return following.kind == "maxpool2d" and self.act_code not in NEEDS_PREACTIVATION
+
+    def forward_fused_into(
+        self, B: ModuleType, x: np.ndarray, slot: LayerSlot, following: Layer,
+        following_slot: LayerSlot, n: int,
+    ) -> None:  # fmt: skip
+        W, b = slot.params
+        B.conv2d_maxpool_forward(
+            x, W, b, self.stride, self.padding, slot.act, self.act_alpha,
+            following.kernel_size, following.stride, following_slot.output[:n],
+            following_slot.buffers["argmax"][:n],
+        )  # fmt: skip
+
+    def backward_fused_into(
+        self, B: ModuleType, x: np.ndarray, slot: LayerSlot, following: Layer,
+        following_slot: LayerSlot, n: int, grad_x: np.ndarray | None,
+    ) -> None:  # fmt: skip
+        W, _ = slot.params
+        dW, db = slot.grads
+        B.conv2d_maxpool_backward(
+            x, W, following_slot.output[:n], following_slot.buffers["argmax"][:n],
+            following_slot.delta[:n], self.stride, self.padding, slot.act, self.act_alpha,
+            dW, db, grad_x,
         )  # fmt: skip
 
     def config(self) -> dict[str, Any]:

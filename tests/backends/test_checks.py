@@ -113,3 +113,17 @@ def test_a_workspace_with_a_missing_z_buffer_is_rejected(checked, workspace):
     with pytest.raises(ValueError, match="preacts"):
         checked.train_epoch(ws, X, np.zeros(8, np.int64), np.arange(8), 4, np.zeros(2))
     assert ws.step == 0
+
+
+@pytest.mark.parametrize("index", [-1, 16, 10**6])
+def test_maxpool_backward_rejects_an_argmax_outside_the_plane(checked, index):
+    """The compiled scatters check the indices themselves (no separate pass): a stray one is
+    a ValueError naming argmax, and nothing is written outside grad_x_out."""
+    grad = np.ones((2, 3, 2, 2), np.float32)
+    argmax = np.zeros((2, 3, 2, 2), np.int64)
+    argmax[1, 2, 1, 0] = index
+    room = np.full(2 * 3 * 16 + 8, 7.0, np.float32)  # grad_x_out, then a guard band
+    with pytest.raises(ValueError, match="argmax must hold indices in \\[0, 16\\)"):
+        checked.maxpool2d_backward(grad, argmax, room[:-8].reshape(2, 3, 4, 4))
+    assert np.all(room[-8:] == 7.0)
+

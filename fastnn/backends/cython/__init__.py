@@ -43,9 +43,9 @@ from types import ModuleType, SimpleNamespace
 
 import numpy as np
 
-from .._frontend import CONV_NAMES, bind
+from .._frontend import bind
 from ..workspace import Workspace
-from . import own_blas
+from . import conv_pool, own_blas
 
 try:
     from . import _kernels as _generic
@@ -172,14 +172,16 @@ def _threaded(kernel):  # noqa: ANN001, ANN202
     def run(*args):  # noqa: ANN002, ANN202
         if _own_blas is not None:
             _own_blas.hold_one_thread()
-        kernel(*args, _num_threads)
+        return kernel(*args, _num_threads)  # maxpool2d_backward: its stray indices
 
     return run
 
 
 # Convolution and pooling: compiled (conv.pxd, pool.pxd), through the per-batch loop
 # (FUSED_LAYERS is dense only).
-_CONV = {name: _threaded(getattr(_kernels, name)) for name in CONV_NAMES}
+_COMPILED_CONV = ("conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward")
+_CONV = {name: _threaded(getattr(_kernels, name)) for name in _COMPILED_CONV}
+_CONV.update(conv_pool.entry_points(_kernels, _threaded))  # the pair, composed (conv_pool.py)
 
 _TRUSTED = SimpleNamespace(
     **_CONV,
@@ -199,7 +201,8 @@ globals().update(bind(NAME, _TRUSTED))
 
 __all__ = [
     "NAME", "BUILD", "FUSED_LAYERS", "HAS_OPENMP", "adam_update", "binary_cross_entropy",
-    "conv2d_backward", "conv2d_forward", "maxpool2d_backward", "maxpool2d_forward",
+    "conv2d_backward", "conv2d_forward", "conv2d_maxpool_backward", "conv2d_maxpool_forward",
+    "maxpool2d_backward", "maxpool2d_forward",
     "dense_backward", "dense_forward", "get_num_threads", "kl_divergence", "momentum_update",
     "mse", "set_num_threads", "sgd_update", "softmax_cross_entropy", "softmax_cross_entropy_soft",
     "train_epoch", "uses_own_blas", "FP_MODE_SUPPORTED", "swap_fp_mode",

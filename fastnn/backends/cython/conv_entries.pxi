@@ -6,7 +6,7 @@ import threading
 from cython.parallel cimport prange
 
 from .conv cimport ConvShape, backward_chunk, forward_chunk
-from .pool cimport maxpool2_plane, maxpool_backward_plane, maxpool_plane
+from .pool cimport maxpool2_plane, maxpool_backward_plane, maxpool_plane, unpool_plane
 from .team cimport (
     PARALLEL, SERIAL, choose_mode, fastnn_fp_mode, fastnn_fp_swap, fastnn_wtime, n_chunks, record,
 )
@@ -248,13 +248,34 @@ cdef inline void pool_part(const floating* x, Py_ssize_t lo, Py_ssize_t hi, Py_s
 
 def maxpool2d_backward(const floating[:, :, :, ::1] grad, const int64_t[:, :, :, ::1] argmax,
                        floating[:, :, :, ::1] grad_x_out, int nthreads=1):
-    """grad_x_out = 0, then each output's gradient added at its window's maximum."""
-    cdef Py_ssize_t planes = grad.shape[0] * grad.shape[1], c
+    """grad_x_out = 0, then each output's gradient added at its window's maximum; returns the
+    number of indices outside the plane (skipped; the caller raises)."""
+    cdef Py_ssize_t planes = grad.shape[0] * grad.shape[1], c, bad = 0
     cdef Py_ssize_t m = grad.shape[2] * grad.shape[3]
     cdef Py_ssize_t hw = grad_x_out.shape[2] * grad_x_out.shape[3]
     if planes == 0:
-        return
+        return 0
     with nogil:
         for c in range(planes):
-            maxpool_backward_plane(&grad[0, 0, 0, 0] + c * m, &argmax[0, 0, 0, 0] + c * m, m,
-                                   &grad_x_out[0, 0, 0, 0] + c * hw, hw)
+            bad += maxpool_backward_plane(&grad[0, 0, 0, 0] + c * m, &argmax[0, 0, 0, 0] + c * m,
+                                          m, &grad_x_out[0, 0, 0, 0] + c * hw, hw)
+    return bad
+
+
+def maxpool2d_unpool(const floating[:, :, :, ::1] a, const floating[:, :, :, ::1] grad,
+                     const int64_t[:, :, :, ::1] argmax, floating[:, :, :, ::1] a_conv,
+                     floating[:, :, :, ::1] g_conv):
+    """a_conv, g_conv (n, F, Ho, Wo): zero, with the pooled a and grad (n, F, Hq, Wq) at each
+    argmax; returns the number of indices outside the plane (skipped)."""
+    cdef Py_ssize_t planes = a.shape[0] * a.shape[1], c, bad = 0
+    cdef Py_ssize_t m = a.shape[2] * a.shape[3]
+    cdef Py_ssize_t hw = a_conv.shape[2] * a_conv.shape[3]
+    if planes == 0:
+        return 0
+    with nogil:
+        for c in range(planes):
+            bad += unpool_plane(&a[0, 0, 0, 0] + c * m, &grad[0, 0, 0, 0] + c * m,
+                                &argmax[0, 0, 0, 0] + c * m, m, &a_conv[0, 0, 0, 0] + c * hw,
+                                &g_conv[0, 0, 0, 0] + c * hw, hw)
+    return bad
+

@@ -61,10 +61,34 @@ cdef inline bint maxpool2_plane(const floating* x, Py_ssize_t W, Py_ssize_t Ho, 
     return nan
 
 
-cdef inline void maxpool_backward_plane(const floating* grad, const int64_t* arg,
-                                        Py_ssize_t m, floating* dx,
-                                        Py_ssize_t hw) noexcept nogil:
-    cdef Py_ssize_t q
+cdef inline Py_ssize_t maxpool_backward_plane(const floating* grad, const int64_t* arg,
+                                              Py_ssize_t m, floating* dx,
+                                              Py_ssize_t hw) noexcept nogil:
+    """Returns the number of indices outside the plane, skipped: checked here, in the one pass
+    that reads them, where a separate min()/max() read the whole array again."""
+    cdef Py_ssize_t q, bad = 0
     memset(dx, 0, hw * sizeof(floating))
     for q in range(m):
-        dx[arg[q]] += grad[q]
+        if 0 <= arg[q] < hw:
+            dx[arg[q]] += grad[q]
+        else:
+            bad += 1
+    return bad
+
+
+cdef inline Py_ssize_t unpool_plane(const floating* a, const floating* grad, const int64_t* arg,
+                                    Py_ssize_t m, floating* a_conv, floating* g_conv,
+                                    Py_ssize_t hw) noexcept nogil:
+    """a_conv, g_conv (hw,) = zero, with a and grad (m,) at each window's maximum (gradients
+    of overlapping windows add up); returns the indices outside the plane, skipped."""
+    cdef Py_ssize_t q, bad = 0
+    memset(a_conv, 0, hw * sizeof(floating))
+    memset(g_conv, 0, hw * sizeof(floating))
+    for q in range(m):
+        if 0 <= arg[q] < hw:
+            a_conv[arg[q]] = a[q]
+            g_conv[arg[q]] += grad[q]
+        else:
+            bad += 1
+    return bad
+

@@ -16,6 +16,7 @@ trusted entry points of this package's modules, which mirror the other backends:
   (``train_epoch_kernel``);
 - ``conv``, ``pool``: direct register-blocked convolutions (vector intrinsics of ``simd``) and
   max pooling, the batch split over the threads of ``team`` (the CNN trains per batch);
+  ``conv_pool`` runs both per chunk of images, so the convolution's output stays in cache;
 - ``jit``: the JIT flags (cache, fastmath; ``parallel`` only for the thread-split loops), the
   stamped disk cache and ``specialize`` (a kernel compiled per bound callee).
 
@@ -33,7 +34,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the 'numba' backend needs numba (pip install fastnn[numba])") from exc
 
 from .._frontend import bind, contract_names
-from . import blas, conv, dense, epoch, fpmode, losses, optim, pool, predict, team
+from . import blas, conv, conv_pool, dense, epoch, fpmode, losses, optim, pool, predict, team
 
 NAME = "numba"
 #: Layer kinds ``train_epoch`` runs; a model with any other layer trains through the eager loop.
@@ -42,7 +43,7 @@ FUSED_LAYERS: frozenset[str] = frozenset({"dense"})
 
 def _trusted_entry_points() -> SimpleNamespace:
     """The contract's functions, each from the module of its concern (arguments trusted)."""
-    modules = (dense, losses, optim, epoch, conv, pool)
+    modules = (dense, losses, optim, epoch, conv, conv_pool, pool)
     found = {}
     for name in contract_names():
         owner = [m for m in modules if callable(getattr(m, name, None))]

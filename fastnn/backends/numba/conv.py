@@ -28,6 +28,8 @@ C. Threads: the threads of :mod:`.team` (as many as the backend's, ``set_num_thr
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -70,58 +72,114 @@ def _repeated_bias(b: np.ndarray, pixels: int, width: int) -> np.ndarray:
     return bias.reshape(-1)
 
 
+class Plan(NamedTuple):
+    """One convolution pass as a team kernel: ``kernel(x, *head, OUT..., counter, chunk,
+    *tail_of())`` (forward: OUT is ``out``; backward: see :func:`backward_plan`), where
+    ``tail_of()`` makes one thread's scratch, and ``finish()`` sums the chunks' partial
+    gradients afterwards (backward). :mod:`.conv_pool` runs the same kernel per chunk."""
+
+    kernel: Callable
+    head: tuple
+    tail_of: Callable[[], tuple]
+    finish: Callable[[], None] = lambda: None
+    mid_of: Callable[[], tuple] = tuple
+    parts: tuple = ()
+
+
+def forward_plan(
+    x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, padding: int, act: int,
+    alpha: float, z: np.ndarray, out_shape: tuple,
+) -> Plan:  # fmt: skip
+    """The forward pass of out (n, F, Ho, Wo) = act(conv(x, W) + b): Design A's choice."""
+    dt = x.dtype
+    C, H, Wx = x.shape[1:]
+    F, _, kh, kw = W.shape
+    hw = out_shape[2] * out_shape[3]
+    want_z = act in NEEDS_PREACTIVATION
+    Hp, Wp = H + 2 * padding, Wx + 2 * padding
+    if use_rows(x, out_shape[3], stride, False):
+        toff = _row_taps(C, kh, kw, Hp, Wp)
+        return Plan(nchw.forward_rows_images, (W, np.repeat(b, hw), padding, act, alpha, z),
+                    lambda: (np.zeros(C * Hp * Wp if padding else 0, dt), toff))  # fmt: skip
+    fp = _round_up(F, lanes_of(dt))
+    geo = nhwc.geometry(x.shape, W.shape, stride, padding, fp)
+    wt = np.zeros((kh, kw * C, fp), dt)
+    nhwc.pack_filters(W, wt)
+    head = (wt, _repeated_bias(b, hw, fp), padding, act, alpha, want_z, z)
+    return Plan(nhwc.forward_images, head, lambda: (
+        np.zeros(Hp * Wp * C, dt), np.empty((hw, fp), dt),
+        np.empty((hw if want_z else 0, fp), dt), geo.xoff, geo.xrows))  # fmt: skip
+
+
+def backward_plan(
+    x: np.ndarray, W: np.ndarray, grad_shape: tuple, stride: int, padding: int, want_dx: bool,
+    dW_out: np.ndarray, db_out: np.ndarray,
+) -> Plan:  # fmt: skip
+    """The backward pass (Design A's choice): ``kernel(x, *head, z, a, grad, padding, act,
+    alpha, want_dx, grad_x, counter, chunk, *mid_of(), *parts, *tail_of())`` with ``head``
+    the packed filters and ``parts`` the chunks' partial dW and db, summed by ``finish()``."""
+    dt = x.dtype
+    C, H, Wx = x.shape[1:]
+    F, _, kh, kw = W.shape
+    Ho, Wo = grad_shape[2:]
+    n_parts = chunks(x.shape[0])
+    Hp, Wp = H + 2 * padding, Wx + 2 * padding
+    dbs = np.zeros((n_parts, F), dt)
+    if use_rows(x, Wo, stride, want_dx):
+        hd, wd = Ho + 2 * (kh - 1), Wo + 2 * (kw - 1)
+        wflip = np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(-1)
+        toff, toff_dx = _row_taps(C, kh, kw, Hp, Wp), _row_taps(F, kh, kw, hd, wd)
+        v = lanes_of(dt)
+        y, x0 = np.divmod(np.arange(0, Ho * Wo, v, dtype=np.int64), Wo)
+        soff = y * Wp + x0  # each vector of output pixels' first input element
+        dwvs = np.zeros((n_parts, F * C * kh * kw * v), dt)
+
+        def finish_rows() -> None:
+            nchw.unpack_lane_sums(dwvs, dW_out)
+            np.sum(dbs, axis=0, out=db_out)
+
+        return Plan(
+            nchw.backward_rows_images, (wflip,),
+            lambda: (np.empty(F * Ho * Wo, dt), toff, toff_dx, soff), finish_rows,
+            lambda: (np.zeros(C * Hp * Wp if padding else 0, dt),
+                     np.zeros(F * hd * wd if want_dx else 0, dt)),
+            (dwvs, dbs),
+        )  # fmt: skip
+    v = lanes_of(dt)
+    fp, cp = _round_up(F, v), _round_up(C, v)
+    geo = nhwc.geometry(x.shape, W.shape, stride, padding, fp)
+    wb = np.zeros((kh, kw * fp, cp) if want_dx else (kh, 0, cp), dt)
+    if want_dx:
+        nhwc.pack_flipped_filters(W, wb)
+    dwts = np.zeros((n_parts, kh * kw * C * fp), dt)
+
+    def finish_nhwc() -> None:
+        nhwc.unpack_weight_grad(dwts, dW_out)
+        np.sum(dbs, axis=0, out=db_out)
+
+    return Plan(
+        nhwc.backward_images, (wb,),
+        lambda: (np.empty(F * Ho * Wo, dt), geo.xoff, geo.doff, geo.dxoff, geo.dxrows, geo.tap,
+                 kw, geo.wd),
+        finish_nhwc,
+        lambda: (np.zeros(Hp * Wp * C, dt), np.zeros(geo.hd * geo.wd * fp, dt),
+                 np.empty(H * Wx * cp if want_dx else 0, dt)),
+        (dwts, dbs),
+    )  # fmt: skip
+
+
 # Trusted entry points of the kernel contract (fastnn.backends._frontend checked the arguments).
 def conv2d_forward(
     x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, padding: int, act: int,
     alpha: float, z_out: np.ndarray | None, out: np.ndarray,
 ) -> None:  # fmt: skip
     """out (n, F, Ho, Wo) = act(conv(x (n, C, H, W), W (F, C, kh, kw)) + b); z_out or None."""
-    dt = x.dtype
-    C, H, Wx = x.shape[1:]
-    F, _, kh, kw = W.shape
-    hw = out.shape[2] * out.shape[3]
-    want_z = act in NEEDS_PREACTIVATION
-    z = z_out if want_z else out[:0]
-    Hp, Wp = H + 2 * padding, Wx + 2 * padding
-    if use_rows(x, out.shape[3], stride, False):
-        toff = _row_taps(C, kh, kw, Hp, Wp)
-        bias = np.repeat(b, hw)
-        run_chunked(nchw.forward_rows_images, x.shape[0], lambda k, counter: (
-            x, W, bias, padding, act, alpha, z, out, counter, CHUNK,
-            np.zeros(C * Hp * Wp if padding else 0, dt), toff))  # fmt: skip
-        return
-    fp = _round_up(F, lanes_of(dt))
-    geo = nhwc.geometry(x.shape, W.shape, stride, padding, fp)
-    wt = np.zeros((kh, kw * C, fp), dt)
-    nhwc.pack_filters(W, wt)
-    bias = _repeated_bias(b, hw, fp)
-    run_chunked(nhwc.forward_images, x.shape[0], lambda k, counter: (
-        x, wt, bias, padding, act, alpha, want_z, z, out, counter, CHUNK,
-        np.zeros(Hp * Wp * C, dt), np.empty((hw, fp), dt),
-        np.empty((hw if want_z else 0, fp), dt), geo.xoff, geo.xrows))  # fmt: skip
-
-
-def _backward_rows(x, W, preact, a, grad, padding, act, alpha, grad_x, dW_out, db_out):  # noqa: ANN001, ANN202
-    dt = x.dtype
-    C, H, Wx = x.shape[1:]
-    F, _, kh, kw = W.shape
-    Ho, Wo = grad.shape[2:]
-    Hp, Wp = H + 2 * padding, Wx + 2 * padding
-    hd, wd = Ho + 2 * (kh - 1), Wo + 2 * (kw - 1)
-    want_dx = grad_x.shape[0] > 0
-    wflip = np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(-1)
-    toff, toff_dx = _row_taps(C, kh, kw, Hp, Wp), _row_taps(F, kh, kw, hd, wd)
-    T, v = C * kh * kw, lanes_of(dt)
-    y, x0 = np.divmod(np.arange(0, Ho * Wo, v, dtype=np.int64), Wo)
-    soff = y * Wp + x0
-    dwvs = np.zeros((chunks(x.shape[0]), F * T * v), dt)
-    dbs = np.zeros((chunks(x.shape[0]), F), dt)
-    run_chunked(nchw.backward_rows_images, x.shape[0], lambda k, counter: (
-        x, wflip, preact, a, grad, padding, act, alpha, want_dx, grad_x, counter, CHUNK,
-        np.zeros(C * Hp * Wp if padding else 0, dt), np.zeros(F * hd * wd if want_dx else 0, dt),
-        dwvs, dbs, np.empty(F * Ho * Wo, dt), toff, toff_dx, soff))  # fmt: skip
-    nchw.unpack_lane_sums(dwvs, dW_out)
-    np.sum(dbs, axis=0, out=db_out)
+    z = z_out if act in NEEDS_PREACTIVATION else out[:0]
+    plan = forward_plan(x, W, b, stride, padding, act, alpha, z, out.shape)
+    run_chunked(
+        plan.kernel, x.shape[0], lambda k, counter: (x, *plan.head, out, counter, CHUNK,
+                                                     *plan.tail_of())
+    )  # fmt: skip
 
 
 def conv2d_backward(
@@ -133,26 +191,8 @@ def conv2d_backward(
     want_dx = grad_x_out is not None
     grad_x = grad_x_out if want_dx else x[:0]
     preact = z if act in NEEDS_PREACTIVATION else a[:0]
-    if use_rows(x, grad.shape[3], stride, want_dx):
-        _backward_rows(x, W, preact, a, grad, padding, act, alpha, grad_x, dW_out, db_out)
-        return
-    dt = x.dtype
-    C, H, Wx = x.shape[1:]
-    F, _, kh, kw = W.shape
-    v = lanes_of(dt)
-    fp, cp = _round_up(F, v), _round_up(C, v)
-    hw = grad.shape[2] * grad.shape[3]
-    geo = nhwc.geometry(x.shape, W.shape, stride, padding, fp)
-    wb = np.zeros((kh, kw * fp, cp) if want_dx else (kh, 0, cp), dt)
-    if want_dx:
-        nhwc.pack_flipped_filters(W, wb)
-    dwts = np.zeros((chunks(x.shape[0]), kh * kw * C * fp), dt)
-    dbs = np.zeros((chunks(x.shape[0]), F), dt)
-    xp_size = (H + 2 * padding) * (Wx + 2 * padding) * C
-    run_chunked(nhwc.backward_images, x.shape[0], lambda k, counter: (
-        x, wb, preact, a, grad, padding, act, alpha, want_dx, grad_x, counter, CHUNK,
-        np.zeros(xp_size, dt), np.zeros(geo.hd * geo.wd * fp, dt),
-        np.empty(H * Wx * cp if want_dx else 0, dt), dwts, dbs, np.empty(F * hw, dt),
-        geo.xoff, geo.doff, geo.dxoff, geo.dxrows, geo.tap, kw, geo.wd))  # fmt: skip
-    nhwc.unpack_weight_grad(dwts, dW_out)
-    np.sum(dbs, axis=0, out=db_out)
+    plan = backward_plan(x, W, grad.shape, stride, padding, want_dx, dW_out, db_out)
+    run_chunked(plan.kernel, x.shape[0], lambda k, counter: (
+        x, *plan.head, preact, a, grad, padding, act, alpha, want_dx, grad_x, counter, CHUNK,
+        *plan.mid_of(), *plan.parts, *plan.tail_of()))  # fmt: skip
+    plan.finish()

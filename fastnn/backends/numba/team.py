@@ -124,6 +124,22 @@ def chunks(n: int) -> int:
     return -(-n // CHUNK)
 
 
+_scratch = threading.local()
+
+
+def scratch(name: str, k: int, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """A work array of thread k of the calling thread's team calls, kept between calls and
+    grown on demand: a new array of a few hundred KB per call is fresh pages, whose faults
+    cost more than the kernel at batch 32. Contents are undefined (zero it if needed)."""
+    bufs = _scratch.__dict__.setdefault("bufs", {})
+    key = (name, k, np.dtype(dtype).char)
+    size = int(np.prod(shape))
+    buf = bufs.get(key)
+    if buf is None or buf.shape[0] < size:
+        buf = bufs[key] = np.empty(max(size, 1), dtype)
+    return buf[:size].reshape(shape)
+
+
 def run_chunked(func: Callable, n: int, args_of: Callable[[int, np.ndarray], tuple]) -> None:
     """Run ``func(*args_of(k, counter))`` in thread k of the team, for as many threads as the
     backend uses (at most one per chunk); they share ``counter`` (Design D)."""

@@ -10,7 +10,14 @@ results). The modules mirror the compiled backends' packages: ``activations``, `
 from __future__ import annotations
 
 from .activations import activation_backward, activation_forward
-from .conv import conv2d_backward, conv2d_forward, maxpool2d_backward, maxpool2d_forward
+from .conv import (
+    conv2d_backward,
+    conv2d_forward,
+    conv2d_maxpool_backward,
+    conv2d_maxpool_forward,
+    maxpool2d_backward,
+    maxpool2d_forward,
+)  # fmt: skip
 from .dense import dense_backward, dense_forward
 from .epoch import train_epoch
 from .losses import (
@@ -28,7 +35,8 @@ FUSED_LAYERS: frozenset[str] = frozenset({"dense"})
 
 __all__ = [
     "NAME", "FUSED_LAYERS", "activation_backward", "activation_forward", "adam_update",
-    "binary_cross_entropy", "conv2d_backward", "conv2d_forward", "dense_backward",
+    "binary_cross_entropy", "conv2d_backward", "conv2d_forward", "conv2d_maxpool_backward",
+    "conv2d_maxpool_forward", "dense_backward",
     "dense_forward", "kl_divergence", "maxpool2d_backward", "maxpool2d_forward",
     "momentum_update", "mse", "sgd_update", "softmax_cross_entropy",
     "softmax_cross_entropy_soft", "train_epoch",

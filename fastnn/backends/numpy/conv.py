@@ -19,7 +19,14 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ... import _codes as C
+from .. import _checks
 from .activations import activation_backward, activation_forward
+
+
+def conv_output_hw(x_shape: tuple, W_shape: tuple, stride: int, padding: int) -> tuple[int, int]:
+    """(Ho, Wo) of a convolution of images x_shape (n, C, H, W) by filters (F, C, kh, kw)."""
+    (h, w), (kh, kw) = x_shape[2:], W_shape[2:]
+    return (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
 
 
 def im2col(x: np.ndarray, kh: int, kw: int, stride: int, padding: int) -> np.ndarray:
@@ -121,11 +128,66 @@ def maxpool2d_forward(
     argmax_out[...] = rows * w + cols
 
 
-def maxpool2d_backward(grad: np.ndarray, argmax: np.ndarray, grad_x_out: np.ndarray) -> None:
-    """dL/dx (n, C, H, W): each output's gradient added at the input pixel that was its max."""
+def maxpool2d_backward(grad: np.ndarray, argmax: np.ndarray, grad_x_out: np.ndarray) -> int:
+    """dL/dx (n, C, H, W): each output's gradient added at the input pixel that was its max.
+
+    Returns 0; an index of ``argmax`` outside the input plane raises ValueError (compiled
+    backends return the number of such indices, and their checked wrappers raise).
+    """
     n, c = grad.shape[:2]
     planes = grad_x_out.reshape(n * c, -1)
-    planes[...] = 0
     index = argmax.reshape(n * c, -1)
+    bad = int(np.count_nonzero((index < 0) | (index >= planes.shape[1])))
+    if bad:
+        raise _checks.argmax_error(bad, planes.shape[1])
+    planes[...] = 0
     rows = np.repeat(np.arange(n * c), index.shape[1])
     np.add.at(planes, (rows, index.reshape(-1)), grad.reshape(-1))
+    return 0
+
+
+def conv2d_maxpool_forward(
+    x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, padding: int, act: int,
+    alpha: float, kernel: int, pool_stride: int, out: np.ndarray, argmax_out: np.ndarray,
+) -> None:  # fmt: skip
+    """A convolution and the max pooling after it as one call (the layer pair of a CNN).
+
+    out, argmax_out (n, F, Hq, Wq) = ``maxpool2d_forward(a, kernel, pool_stride)`` of
+    a (n, F, Ho, Wo) = ``conv2d_forward(x, W, b, stride, padding, act, alpha)``, with argmax
+    the flat index ``y * Wo + x`` in a's planes. Compiled backends never write ``a`` to
+    memory: it stays in cache between the two. ``act`` must not need the pre-activation
+    (the backward pass gets the derivative from the pooled output).
+    """
+    _checks.pooled_conv_shape(x, W, b, stride, padding, act)  # refuses gelu, silu
+    n, F = x.shape[0], W.shape[0]
+    ho, wo = conv_output_hw(x.shape, W.shape, stride, padding)
+    a = np.empty((n, F, ho, wo), x.dtype)
+    conv2d_forward(x, W, b, stride, padding, act, alpha, None, a)
+    maxpool2d_forward(a, kernel, pool_stride, out, argmax_out)
+
+
+def conv2d_maxpool_backward(
+    x: np.ndarray, W: np.ndarray, a: np.ndarray, argmax: np.ndarray, grad: np.ndarray,
+    stride: int, padding: int, act: int, alpha: float, dW_out: np.ndarray,
+    db_out: np.ndarray, grad_x_out: np.ndarray | None,
+) -> int:  # fmt: skip
+    """Backward of :func:`conv2d_maxpool_forward`: a, argmax, grad (n, F, Hq, Wq) are its
+    pooled output, its argmax and dL/d(pooled output); dW_out, db_out, grad_x_out as
+    :func:`conv2d_backward` (``grad`` may be overwritten).
+
+    It is ``maxpool2d_backward`` into the convolution's (n, F, Ho, Wo), then
+    ``conv2d_backward`` with ``a`` placed at each window's maximum: the activation's
+    derivative is only needed where the gradient is not zero, and there the pooled output
+    is the convolution's output. Returns 0 (an argmax outside the plane raises ValueError).
+    """
+    _checks.pooled_conv_shape(x, W, db_out, stride, padding, act)
+    n, F = x.shape[0], W.shape[0]
+    ho, wo = conv_output_hw(x.shape, W.shape, stride, padding)
+    dz = np.empty((n, F, ho, wo), x.dtype)
+    maxpool2d_backward(grad, argmax, dz)
+    a_full = np.zeros((n * F, ho * wo), x.dtype)
+    np.put_along_axis(a_full, argmax.reshape(n * F, -1), a.reshape(n * F, -1), axis=1)
+    conv2d_backward(x, W, None, a_full.reshape(dz.shape), dz, stride, padding, act, alpha,
+                    dW_out, db_out, grad_x_out)  # fmt: skip
+    return 0
+

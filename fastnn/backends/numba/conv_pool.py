@@ -1,0 +1,173 @@
+"""A convolution and the max pooling after it, as one pass over each chunk of images.
+
+Formulas: :func:`fastnn.backends.numpy.conv.conv2d_maxpool_forward` and
+``conv2d_maxpool_backward`` (the reference).
+
+Design:
+
+A. The unfused layers write the convolution's whole (n, F, Ho, Wo) output to memory, read it
+   back to pool it, read it again for the activation's derivative, and write and read the
+   same size again for its gradient: for MNIST_99's first convolution at batch 256 that is
+   14 MB each way, five times per batch (the pooling alone took ~4 ms forward and ~2 ms
+   backward of a ~38 ms batch). Here each thread takes a chunk of images from the shared
+   counter and runs the very same kernels of :mod:`.conv` and :mod:`.pool` on that chunk
+   alone, through its own (CHUNK, F, Ho, Wo) scratch, which stays in L2 (442 KB for that
+   layer) between the convolution and the pooling. Same arithmetic in the same order: the
+   results are those of the unfused layers, bit for bit.
+B. Backward, per chunk: the pooled gradient and the pooled output are scattered to each
+   window's maximum in zeroed scratch planes (the others get a zero gradient, so the
+   activation's derivative there does not matter), then the convolution's backward kernel
+   runs on the chunk, its partial dW and db going to the chunk's own part (as unfused).
+   The scatter checks every index against the plane and counts the strays.
+D. Where a receptive-field row is long (``kw * C >= SPARSE_ROW``: MNIST_99's second
+   convolution, 3 x 24 = 72), the backward pass works from the pooled gradient alone: only
+   each window's maximum has a gradient, so the convolution's backward needs 1/k^2 of its
+   products (1/4 for 2 x 2 pooling, about 1/8 after ReLU's zeros, which are skipped). Per
+   image and filter, the windows with a non-zero gradient are listed (branch-free), and
+   each adds ``d * x`` over its receptive field to dW and ``d * W[f]`` to the input
+   gradient: ``kh`` contiguous rows of ``kw * C`` (NHWC), which LLVM vectorizes. dW
+   accumulates in filter-major rows (F, kh, kw*C) per chunk, as the dense kernels' parts.
+   For short rows (a first convolution over one channel: 5) the dense kernels of Design B
+   stay faster.
+C. The convolution kernel is bound per formulation (rows or NHWC, :func:`.conv.forward_plan`)
+   with :func:`.jit.specialize`, and called with the plan's argument tuples (``*head``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..._codes import NEEDS_PREACTIVATION
+from . import conv_nchw as nchw
+from . import conv_nhwc as nhwc
+from .blas import blas_threads
+from .conv import backward_plan, forward_plan
+from .conv_sparse import sparse_backward
+from .jit import kernel, specialize
+from .pool import maxpool_forward_images
+from .simd import fetch_add
+from .team import CHUNK, run_chunked, scratch
+
+SPARSE_ROW = 16  # shortest receptive-field row (kw * C) for the sparse backward (Design D)
+
+
+def _forward_pooled(x, head, tail, conv_out, pool, pool_stride, out, argmax, counter, chunk,
+                    local):  # fmt: skip
+    """out, argmax (n, F, Hq, Wq) of the chunks this thread takes from ``counter``: ``conv``
+    into conv_out (chunk, F, Ho, Wo), then pooled (Design A)."""
+    n = x.shape[0]
+    while True:
+        i0 = fetch_add(counter, 1) * chunk
+        if i0 >= n:
+            return
+        i1 = min(i0 + chunk, n)
+        local[0] = 0
+        conv(x[i0:i1], *head, conv_out[: i1 - i0], local, chunk, *tail)  # noqa: F821 (bound)
+        local[0] = 0
+        maxpool_forward_images(conv_out[: i1 - i0], pool, pool_stride, out[i0:i1],
+                               argmax[i0:i1], local, chunk)  # fmt: skip
+
+
+@kernel
+def unpool(a, grad, argmax, a_conv, g_conv):
+    """a_conv, g_conv (m, F, Ho, Wo) = zero, with a and grad (m, F, Hq, Wq) at each argmax
+    (gradients of overlapping windows add up); returns the indices outside the plane."""
+    m, F = a.shape[0], a.shape[1]
+    hq = a.shape[2] * a.shape[3]
+    size = a_conv.shape[2] * a_conv.shape[3]
+    a3, g3 = a.reshape((m, F, hq)), grad.reshape((m, F, hq))
+    k3 = argmax.reshape((m, F, hq))
+    ac, gc = a_conv.reshape((m, F, size)), g_conv.reshape((m, F, size))
+    bad = 0
+    for i in range(m):
+        for f in range(F):
+            for j in range(size):
+                ac[i, f, j] = 0
+                gc[i, f, j] = 0
+            for q in range(hq):
+                k = k3[i, f, q]
+                if k >= 0 and k < size:
+                    ac[i, f, k] = a3[i, f, q]
+                    gc[i, f, k] += g3[i, f, q]
+                else:
+                    bad += 1
+    return bad
+
+
+def _backward_pooled(x, head, a, argmax, grad, padding, act, alpha, want_dx, grad_x, mid,
+                     dws, dbs, tail, a_conv, g_conv, counter, chunk, local, bad):  # fmt: skip
+    """dW, db parts and grad_x of the chunks this thread takes from ``counter`` (Design B)."""
+    n = x.shape[0]
+    while True:
+        part = fetch_add(counter, 1)
+        i0 = part * chunk
+        if i0 >= n:
+            return
+        i1 = min(i0 + chunk, n)
+        m = i1 - i0
+        bad[0] += unpool(a[i0:i1], grad[i0:i1], argmax[i0:i1], a_conv[:m], g_conv[:m])
+        local[0] = 0
+        conv_backward(x[i0:i1], *head, a_conv[:0], a_conv[:m], g_conv[:m], padding, act,  # noqa: F821
+                      alpha, want_dx, grad_x[i0:i1], local, chunk, *mid,
+                      dws[part : part + 1], dbs[part : part + 1], *tail)  # fmt: skip
+
+
+_FORWARD = {
+    nchw.forward_rows_images: specialize(_forward_pooled, conv=nchw.forward_rows_images),
+    nhwc.forward_images: specialize(_forward_pooled, conv=nhwc.forward_images),
+}
+_BACKWARD = {
+    nchw.backward_rows_images: specialize(
+        _backward_pooled, conv_backward=nchw.backward_rows_images
+    ),
+    nhwc.backward_images: specialize(_backward_pooled, conv_backward=nhwc.backward_images),
+}
+
+
+def _conv_shape(x: np.ndarray, W: np.ndarray, stride: int, padding: int) -> tuple:
+    (H, Wx), (kh, kw) = x.shape[2:], W.shape[2:]
+    return (x.shape[0], W.shape[0], (H + 2 * padding - kh) // stride + 1,
+            (Wx + 2 * padding - kw) // stride + 1)  # fmt: skip
+
+
+# Trusted entry points of the kernel contract (fastnn.backends._frontend checked the arguments).
+def conv2d_maxpool_forward(
+    x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, padding: int, act: int,
+    alpha: float, kernel: int, pool_stride: int, out: np.ndarray, argmax_out: np.ndarray,
+) -> None:  # fmt: skip
+    """out, argmax_out (n, F, Hq, Wq): the max pooling of act(conv(x, W) + b) (Design A)."""
+    assert act not in NEEDS_PREACTIVATION  # the checks refuse it
+    shape = _conv_shape(x, W, stride, padding)
+    plan = forward_plan(x, W, b, stride, padding, act, alpha, np.empty((0, *shape[1:]), x.dtype),
+                        shape)  # fmt: skip
+    run_chunked(_FORWARD[plan.kernel], x.shape[0], lambda k, counter: (
+        x, plan.head, plan.tail_of(), scratch("conv", k, (CHUNK, *shape[1:]), x.dtype), kernel,
+        pool_stride, out, argmax_out, counter, CHUNK, np.zeros(1, np.int64)))  # fmt: skip
+
+
+def conv2d_maxpool_backward(
+    x: np.ndarray, W: np.ndarray, a: np.ndarray, argmax: np.ndarray, grad: np.ndarray,
+    stride: int, padding: int, act: int, alpha: float, dW_out: np.ndarray,
+    db_out: np.ndarray, grad_x_out: np.ndarray | None,
+) -> int:  # fmt: skip
+    """Backward of :func:`conv2d_maxpool_forward` (Design B); returns the argmax indices
+    outside the convolution's planes (skipped; the caller raises)."""
+    shape = _conv_shape(x, W, stride, padding)
+    want_dx = grad_x_out is not None
+    grad_x = grad_x_out if want_dx else x[:0]
+    if W.shape[1] * W.shape[3] >= SPARSE_ROW:
+        return sparse_backward(x, W, a, argmax, grad, shape[3], stride, padding, act, alpha,
+                               dW_out, db_out, grad_x)  # fmt: skip
+    plan = backward_plan(x, W, shape, stride, padding, want_dx, dW_out, db_out)
+    bad = np.zeros((blas_threads(), 1), np.int64)
+    dws, dbs = plan.parts
+    run_chunked(_BACKWARD[plan.kernel], x.shape[0], lambda k, counter: (
+        x, plan.head, a, argmax, grad, padding, act, alpha, want_dx, grad_x, plan.mid_of(),
+        dws, dbs, plan.tail_of(), scratch("conv", k, (CHUNK, *shape[1:]), x.dtype),
+        scratch("grad", k, (CHUNK, *shape[1:]), x.dtype), counter, CHUNK, np.zeros(1, np.int64),
+        bad[k]))  # fmt: skip
+    total = int(bad.sum())
+    if not total:
+        plan.finish()
+    return total
+
