@@ -112,7 +112,7 @@ def _build(model: Model, B: ModuleType, rows: int, last_act: int) -> Run:
         )  # fmt: skip
     slots = make_slots(layers, acts, rows, model.dtype, training=False)
 
-    fused = eager.fused_pairs(layers)
+    fused = eager.fused_pairs(B, layers)
 
     def run(x: np.ndarray) -> np.ndarray:
         return eager.forward(B, layers, slots, x, x.shape[0], fused)

@@ -84,7 +84,9 @@ Optimizer updates, in place, on flat 1-D views (``param.reshape(-1)``):
 
 Every backend module also has ``NAME``, ``FUSED_LAYERS`` (the layer kinds its ``train_epoch``
 runs; a model with any other layer trains through :mod:`fastnn.backends.eager` on the same
-kernels), and a compiled backend ``set_num_threads(n)`` / ``get_num_threads()``.
+kernels), ``FUSED_PAIRS`` (the pairs of layer kinds the per-batch loop runs as one call on
+it, where that is faster: ``("conv2d", "maxpool2d")`` through ``conv2d_maxpool_*``, which
+every backend has), and a compiled backend ``set_num_threads(n)`` / ``get_num_threads()``.
 
 Where the code lives: ``numpy/``, ``numba/`` and ``cython/`` hold the same modules for the same
 concerns (``activations``, ``dense``, ``losses``, ``optim``, ``epoch``; the compiled ones also

@@ -21,13 +21,15 @@ from .. import _codes as C
 from .workspace import Workspace
 
 
-def fused_pairs(layers: Sequence[Any]) -> tuple[bool, ...]:
-    """``fused[i]``: layer i and layer i + 1 run as one call (``Layer.fuses_with``), read
-    left to right so that a layer belongs to at most one pair."""
+def fused_pairs(B: ModuleType, layers: Sequence[Any]) -> tuple[bool, ...]:
+    """``fused[i]``: layer i and layer i + 1 run as one call on backend ``B`` (a pair of
+    ``B.FUSED_PAIRS`` that ``Layer.fuses_with`` accepts), read left to right so that a layer
+    belongs to at most one pair."""
     fused = [False] * len(layers)
     i = 0
     while i < len(layers) - 1:
-        if layers[i].fuses_with(layers[i + 1]):
+        a, b = layers[i], layers[i + 1]
+        if (a.kind, b.kind) in B.FUSED_PAIRS and a.fuses_with(b):
             fused[i] = True
             i += 1
         i += 1
@@ -61,7 +63,7 @@ def forward_backward(B: ModuleType, ws: Workspace, n: int, fuse: bool = True) ->
     them); the results are the same.
     """
     layers, slots = ws.layers, ws.slots
-    fused = fused_pairs(layers) if fuse else (False,) * ws.n_layers
+    fused = fused_pairs(B, layers) if fuse else (False,) * ws.n_layers
     x = forward(B, layers, slots, ws.x_batch[:n], n, fused)
     loss_kernel = getattr(B, C.LOSS_KERNEL_NAMES[ws.loss])
     loss = loss_kernel(x.reshape(n, -1), ws.y_batch[:n], slots[-1].delta[:n].reshape(n, -1))

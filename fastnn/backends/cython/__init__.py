@@ -83,6 +83,8 @@ NAME = "cython"
 BUILD = "avx2" if _kernels is not _generic else "generic"
 #: Layer kinds ``train_epoch`` runs; a model with any other layer trains through the eager loop.
 FUSED_LAYERS: frozenset[str] = frozenset({"dense"})
+# Its conv2d_maxpool_* compose the two kernels (conv_pool.py): no faster, so not used.
+FUSED_PAIRS: frozenset[tuple[str, str]] = frozenset()
 #: Whether this build has OpenMP (without it the team runs on one thread).
 HAS_OPENMP: bool = bool(_kernels.HAS_OPENMP)
 
@@ -200,7 +202,8 @@ _TRUSTED = SimpleNamespace(
 globals().update(bind(NAME, _TRUSTED))
 
 __all__ = [
-    "NAME", "BUILD", "FUSED_LAYERS", "HAS_OPENMP", "adam_update", "binary_cross_entropy",
+    "NAME", "BUILD", "FUSED_LAYERS", "FUSED_PAIRS", "HAS_OPENMP", "adam_update",
+    "binary_cross_entropy",
     "conv2d_backward", "conv2d_forward", "conv2d_maxpool_backward", "conv2d_maxpool_forward",
     "maxpool2d_backward", "maxpool2d_forward",
     "dense_backward", "dense_forward", "get_num_threads", "kl_divergence", "momentum_update",

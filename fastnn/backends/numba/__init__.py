@@ -39,6 +39,9 @@ from . import blas, conv, conv_pool, dense, epoch, fpmode, losses, optim, pool, 
 NAME = "numba"
 #: Layer kinds ``train_epoch`` runs; a model with any other layer trains through the eager loop.
 FUSED_LAYERS: frozenset[str] = frozenset({"dense"})
+#: Layer pairs the per-batch loop runs as one call (conv_pool.py: the conv output stays in
+#: cache, and the backward pass skips what pooling discards).
+FUSED_PAIRS: frozenset[tuple[str, str]] = frozenset({("conv2d", "maxpool2d")})
 
 
 def _trusted_entry_points() -> SimpleNamespace:

@@ -32,9 +32,12 @@ from .optim import adam_update, momentum_update, sgd_update
 NAME = "numpy"
 #: Layer kinds ``train_epoch`` runs (the reference runs every layer through the per-batch loop).
 FUSED_LAYERS: frozenset[str] = frozenset({"dense"})
+# The yardstick runs every layer on its own (its composed pair is no faster).
+FUSED_PAIRS: frozenset[tuple[str, str]] = frozenset()
 
 __all__ = [
-    "NAME", "FUSED_LAYERS", "activation_backward", "activation_forward", "adam_update",
+    "NAME", "FUSED_LAYERS", "FUSED_PAIRS", "activation_backward", "activation_forward",
+    "adam_update",
     "binary_cross_entropy", "conv2d_backward", "conv2d_forward", "conv2d_maxpool_backward",
     "conv2d_maxpool_forward", "dense_backward",
     "dense_forward", "kl_divergence", "maxpool2d_backward", "maxpool2d_forward",
