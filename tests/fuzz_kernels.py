@@ -210,6 +210,43 @@ def _maxpool2d_backward(c: dict, rng: np.random.Generator) -> Call:
     return list(args), args, {"grad": "in", "argmax": "in", "grad_x_out": "out"}
 
 
+def _pooled_conv(c: dict, rng: np.random.Generator) -> tuple[dict, int, int, tuple]:
+    """A valid convolution whose activation the pooled output serves, and a pooling of it."""
+    act = _conv_act(c)
+    act = C.RELU if act in C.NEEDS_PREACTIVATION else act
+    _, fwd, _ = _conv2d_forward({**c, "act": act}, rng)
+    ho = fwd["out"].shape[2]
+    pk, ps = (2, 1) if ho >= 2 else (1, 1)  # stride 1 tiles any size
+    n, f = fwd["out"].shape[:2]
+    return fwd, pk, ps, (n, f, ho - pk + 1, ho - pk + 1)
+
+
+def _conv2d_maxpool_forward(c: dict, rng: np.random.Generator) -> Call:
+    fwd, pk, ps, pooled = _pooled_conv(c, rng)
+    args = {**{k: fwd[k] for k in ("x", "W", "b", "stride", "padding", "act", "alpha")},
+            "kernel": pk, "pool_stride": ps, "out": np.zeros(pooled, fwd["x"].dtype),
+            "argmax_out": np.zeros(pooled, np.int64)}  # fmt: skip
+    roles = {"x": "in", "W": "in", "b": "in", "stride": "scalar", "padding": "scalar",
+             "act": "scalar", "alpha": "scalar", "kernel": "scalar", "pool_stride": "scalar",
+             "out": "out", "argmax_out": "out"}  # fmt: skip
+    return list(args), args, roles
+
+
+def _conv2d_maxpool_backward(c: dict, rng: np.random.Generator) -> Call:
+    fwd, pk, ps, pooled = _pooled_conv(c, rng)
+    dt, ho = fwd["x"].dtype, fwd["out"].shape[2]
+    args = {"x": fwd["x"], "W": fwd["W"], "a": _randn(rng, pooled, dt),
+            "argmax": rng.integers(0, ho * ho, pooled).astype(np.int64),
+            "grad": _randn(rng, pooled, dt), "stride": fwd["stride"],
+            "padding": fwd["padding"], "act": fwd["act"], "alpha": ALPHA,
+            "dW_out": np.zeros_like(fwd["W"]), "db_out": np.zeros(fwd["W"].shape[0], dt),
+            "grad_x_out": np.zeros_like(fwd["x"])}  # fmt: skip
+    roles = {"x": "in", "W": "in", "a": "in", "argmax": "in", "grad": "out",
+             "stride": "scalar", "padding": "scalar", "act": "scalar", "alpha": "scalar",
+             "dW_out": "out", "db_out": "out", "grad_x_out": "out"}  # fmt: skip
+    return list(args), args, roles
+
+
 BUILDERS: dict[str, Callable[[dict, np.random.Generator], Call]] = {
     "dense_forward": _dense_forward,
     "dense_backward": _dense_backward,
@@ -220,6 +257,8 @@ BUILDERS: dict[str, Callable[[dict, np.random.Generator], Call]] = {
     "conv2d_backward": _conv2d_backward,
     "maxpool2d_forward": _maxpool2d_forward,
     "maxpool2d_backward": _maxpool2d_backward,
+    "conv2d_maxpool_forward": _conv2d_maxpool_forward,
+    "conv2d_maxpool_backward": _conv2d_maxpool_backward,
 }
 
 
@@ -335,7 +374,7 @@ def _bad_value(case: dict, args: dict) -> str:
             args["order"][m["arg"] % len(args["order"])] = [-1, len(args["order"])][m["arg"] % 2]
     elif case["kernel"] == "softmax_cross_entropy":
         args["targets"][m["arg"] % len(args["targets"])] = [-1, case["k"]][m["pick"] % 2]
-    elif case["kernel"] == "maxpool2d_backward":
+    elif case["kernel"] in ("maxpool2d_backward", "conv2d_maxpool_backward"):
         args["argmax"].reshape(-1)[0] = [-1, 10**6][m["pick"] % 2]
     elif case["kernel"] == "maxpool2d_forward":
         args["kernel"] = [0, -2][m["pick"] % 2]
