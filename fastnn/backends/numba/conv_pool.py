@@ -14,11 +14,13 @@ A. The unfused layers write the convolution's whole (n, F, Ho, Wo) output to mem
    alone, through its own (CHUNK, F, Ho, Wo) scratch, which stays in L2 (442 KB for that
    layer) between the convolution and the pooling. Same arithmetic in the same order: the
    results are those of the unfused layers, bit for bit.
-B. Backward, per chunk: the pooled gradient and the pooled output are scattered to each
-   window's maximum in zeroed scratch planes (the others get a zero gradient, so the
-   activation's derivative there does not matter), then the convolution's backward kernel
-   runs on the chunk, its partial dW and db going to the chunk's own part (as unfused).
-   The scatter checks every index against the plane and counts the strays.
+B. Backward, per chunk: the activation's derivative is applied to the pooled gradient (at a
+   window's maximum the pooled output is the convolution's output), which is then scattered
+   to each window's maximum in a zeroed scratch plane (elsewhere the gradient is zero), and
+   the convolution's backward kernel runs on the chunk as for the identity, its partial dW
+   and db going to the chunk's own part (as unfused). The scatter checks every index
+   against the plane and counts the strays. (For tiling windows the numbers are the
+   unfused layers' bit for bit; overlapping windows multiply before they add.)
 D. Where a receptive-field row is long (``kw * C >= SPARSE_ROW``: MNIST_99's second
    convolution, 3 x 24 = 72), the backward pass works from the pooled gradient alone: only
    each window's maximum has a gradient, so the convolution's backward needs 1/k^2 of its
@@ -35,11 +37,14 @@ C. The convolution kernel is bound per formulation (rows or NHWC, :func:`.conv.f
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from ..._codes import NEEDS_PREACTIVATION
+from ..._codes import IDENTITY, NEEDS_PREACTIVATION
 from . import conv_nchw as nchw
 from . import conv_nhwc as nhwc
+from .activations import act_backward_row
 from .blas import blas_threads
 from .conv import backward_plan, forward_plan
 from .conv_sparse import sparse_backward
@@ -69,25 +74,22 @@ def _forward_pooled(x, head, tail, conv_out, pool, pool_stride, out, argmax, cou
 
 
 @kernel
-def unpool(a, grad, argmax, a_conv, g_conv):
-    """a_conv, g_conv (m, F, Ho, Wo) = zero, with a and grad (m, F, Hq, Wq) at each argmax
-    (gradients of overlapping windows add up); returns the indices outside the plane."""
-    m, F = a.shape[0], a.shape[1]
-    hq = a.shape[2] * a.shape[3]
-    size = a_conv.shape[2] * a_conv.shape[3]
-    a3, g3 = a.reshape((m, F, hq)), grad.reshape((m, F, hq))
-    k3 = argmax.reshape((m, F, hq))
-    ac, gc = a_conv.reshape((m, F, size)), g_conv.reshape((m, F, size))
+def unpool(grad, argmax, g_conv):
+    """g_conv (m, F, Ho, Wo) = zero, with grad (m, F, Hq, Wq) added at each argmax (Design B);
+    returns the indices outside the plane."""
+    m, F = grad.shape[0], grad.shape[1]
+    hq = grad.shape[2] * grad.shape[3]
+    size = g_conv.shape[2] * g_conv.shape[3]
+    g3, k3 = grad.reshape((m, F, hq)), argmax.reshape((m, F, hq))
+    gc = g_conv.reshape((m, F, size))
     bad = 0
     for i in range(m):
         for f in range(F):
             for j in range(size):
-                ac[i, f, j] = 0
                 gc[i, f, j] = 0
             for q in range(hq):
                 k = k3[i, f, q]
                 if k >= 0 and k < size:
-                    ac[i, f, k] = a3[i, f, q]
                     gc[i, f, k] += g3[i, f, q]
                 else:
                     bad += 1
@@ -95,9 +97,10 @@ def unpool(a, grad, argmax, a_conv, g_conv):
 
 
 def _backward_pooled(x, head, a, argmax, grad, padding, act, alpha, want_dx, grad_x, mid,
-                     dws, dbs, tail, a_conv, g_conv, counter, chunk, local, bad):  # fmt: skip
+                     dws, dbs, tail, g_conv, rowsum, counter, chunk, local, bad):  # fmt: skip
     """dW, db parts and grad_x of the chunks this thread takes from ``counter`` (Design B)."""
     n = x.shape[0]
+    g2, a2 = grad.reshape((n, grad.size // max(n, 1))), a.reshape((n, a.size // max(n, 1)))
     while True:
         part = fetch_add(counter, 1)
         i0 = part * chunk
@@ -105,9 +108,11 @@ def _backward_pooled(x, head, a, argmax, grad, padding, act, alpha, want_dx, gra
             return
         i1 = min(i0 + chunk, n)
         m = i1 - i0
-        bad[0] += unpool(a[i0:i1], grad[i0:i1], argmax[i0:i1], a_conv[:m], g_conv[:m])
+        for i in range(i0, i1):  # dL/dz at the maxima, from the pooled output
+            act_backward_row(a2[:0], a2, g2, i, act, alpha, rowsum)
+        bad[0] += unpool(grad[i0:i1], argmax[i0:i1], g_conv[:m])
         local[0] = 0
-        conv_backward(x[i0:i1], *head, a_conv[:0], a_conv[:m], g_conv[:m], padding, act,  # noqa: F821
+        conv_backward(x[i0:i1], *head, g_conv[:0], g_conv[:m], g_conv[:m], padding, IDENTITY,  # noqa: F821
                       alpha, want_dx, grad_x[i0:i1], local, chunk, *mid,
                       dws[part : part + 1], dbs[part : part + 1], *tail)  # fmt: skip
 
@@ -163,8 +168,8 @@ def conv2d_maxpool_backward(
     dws, dbs = plan.parts
     run_chunked(_BACKWARD[plan.kernel], x.shape[0], lambda k, counter: (
         x, plan.head, a, argmax, grad, padding, act, alpha, want_dx, grad_x, plan.mid_of(),
-        dws, dbs, plan.tail_of(), scratch("conv", k, (CHUNK, *shape[1:]), x.dtype),
-        scratch("grad", k, (CHUNK, *shape[1:]), x.dtype), counter, CHUNK, np.zeros(1, np.int64),
+        dws, dbs, plan.tail_of(), scratch("grad", k, (CHUNK, *shape[1:]), x.dtype),
+        np.empty(math.prod(a.shape[1:]), x.dtype), counter, CHUNK, np.zeros(1, np.int64),
         bad[k]))  # fmt: skip
     total = int(bad.sum())
     if not total:

@@ -36,6 +36,7 @@ F. Whether the team pays depends on the machine at run time: on a machine whose 
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -132,8 +133,8 @@ def scratch(name: str, k: int, shape: tuple, dtype: np.dtype) -> np.ndarray:
     grown on demand: a new array of a few hundred KB per call is fresh pages, whose faults
     cost more than the kernel at batch 32. Contents are undefined (zero it if needed)."""
     bufs = _scratch.__dict__.setdefault("bufs", {})
-    key = (name, k, np.dtype(dtype).char)
-    size = int(np.prod(shape))
+    key = (name, k, dtype)
+    size = math.prod(shape)
     buf = bufs.get(key)
     if buf is None or buf.shape[0] < size:
         buf = bufs[key] = np.empty(max(size, 1), dtype)
