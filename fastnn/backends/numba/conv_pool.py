@@ -48,8 +48,8 @@ from .activations import act_backward_row
 from .blas import blas_threads
 from .conv import backward_plan, forward_plan
 from .conv_sparse import sparse_backward
-from .jit import kernel, specialize
-from .pool import maxpool_forward_images
+from .jit import specialize
+from .pool import maxpool_backward_images, maxpool_forward_images
 from .simd import fetch_add
 from .team import CHUNK, run_chunked, scratch
 
@@ -73,29 +73,6 @@ def _forward_pooled(x, head, tail, conv_out, pool, pool_stride, out, argmax, cou
                                argmax[i0:i1], local, chunk)  # fmt: skip
 
 
-@kernel
-def unpool(grad, argmax, g_conv):
-    """g_conv (m, F, Ho, Wo) = zero, with grad (m, F, Hq, Wq) added at each argmax (Design B);
-    returns the indices outside the plane."""
-    m, F = grad.shape[0], grad.shape[1]
-    hq = grad.shape[2] * grad.shape[3]
-    size = g_conv.shape[2] * g_conv.shape[3]
-    g3, k3 = grad.reshape((m, F, hq)), argmax.reshape((m, F, hq))
-    gc = g_conv.reshape((m, F, size))
-    bad = 0
-    for i in range(m):
-        for f in range(F):
-            for j in range(size):
-                gc[i, f, j] = 0
-            for q in range(hq):
-                k = k3[i, f, q]
-                if k >= 0 and k < size:
-                    gc[i, f, k] += g3[i, f, q]
-                else:
-                    bad += 1
-    return bad
-
-
 def _backward_pooled(x, head, a, argmax, grad, padding, act, alpha, want_dx, grad_x, mid,
                      dws, dbs, tail, g_conv, rowsum, counter, chunk, local, bad):  # fmt: skip
     """dW, db parts and grad_x of the chunks this thread takes from ``counter`` (Design B)."""
@@ -110,7 +87,8 @@ def _backward_pooled(x, head, a, argmax, grad, padding, act, alpha, want_dx, gra
         m = i1 - i0
         for i in range(i0, i1):  # dL/dz at the maxima, from the pooled output
             act_backward_row(a2[:0], a2, g2, i, act, alpha, rowsum)
-        bad[0] += unpool(grad[i0:i1], argmax[i0:i1], g_conv[:m])
+        local[0] = 0  # the max-pool backward's scatter, on this chunk alone
+        maxpool_backward_images(grad[i0:i1], argmax[i0:i1], g_conv[:m], local, chunk, bad)
         local[0] = 0
         conv_backward(x[i0:i1], *head, g_conv[:0], g_conv[:m], g_conv[:m], padding, IDENTITY,  # noqa: F821
                       alpha, want_dx, grad_x[i0:i1], local, chunk, *mid,
