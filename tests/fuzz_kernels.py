@@ -357,8 +357,8 @@ def mutate(case: dict, names: list[str], args: dict, roles: dict) -> str:
             return "ok"
     elif kind == "type":
         args[name] = [old.tolist(), 1.0, None][m["pick"] % 3]
-        if args[name] is None and name in ("grad_x_out",):
-            return "ok"  # None is how a first layer skips its input gradient
+        if args[name] is None and name == "grad_x_out" and case["kernel"] != "maxpool2d_backward":
+            return "ok"  # None is how a first layer skips its input gradient (pooling has none)
     return "raise" if used else "any"
 
 
