@@ -10,31 +10,17 @@ is not written yet.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-# Per Python thread (two fits in two threads never share), grown on demand and kept: a
-# new 14 MB array per batch would be page faults on every batch.
-_local = threading.local()
-
-
-def _scratch(name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
-    key = f"{name}_{np.dtype(dtype).char}"
-    size = int(np.prod(shape))
-    buf = getattr(_local, key, None)
-    if buf is None or buf.shape[0] < size:
-        buf = np.empty(max(size, 1), dtype)
-        setattr(_local, key, buf)
-    return buf[:size].reshape(shape)
+from .._scratch import scratch
+from ..numpy.conv import conv_output_hw
 
 
 def _conv_shape(x: np.ndarray, W: np.ndarray, stride: int, padding: int) -> tuple:
-    (H, Wx), (kh, kw) = x.shape[2:], W.shape[2:]
-    return (x.shape[0], W.shape[0], (H + 2 * padding - kh) // stride + 1,
-            (Wx + 2 * padding - kw) // stride + 1)  # fmt: skip
+    return (x.shape[0], W.shape[0], *conv_output_hw(x.shape, W.shape, stride, padding))
 
 
 def entry_points(kernels: Any, threaded: Callable[[Callable], Callable]) -> dict[str, Callable]:
@@ -48,7 +34,7 @@ def entry_points(kernels: Any, threaded: Callable[[Callable], Callable]) -> dict
         x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, padding: int, act: int,
         alpha: float, kernel: int, pool_stride: int, out: np.ndarray, argmax_out: np.ndarray,
     ) -> None:  # fmt: skip
-        a = _scratch("a", _conv_shape(x, W, stride, padding), x.dtype)
+        a = scratch("a", 0, _conv_shape(x, W, stride, padding), x.dtype)
         conv_forward(x, W, b, stride, padding, act, alpha, None, a)
         pool_forward(a, kernel, pool_stride, out, argmax_out)
 
@@ -58,7 +44,7 @@ def entry_points(kernels: Any, threaded: Callable[[Callable], Callable]) -> dict
         db_out: np.ndarray, grad_x_out: np.ndarray | None,
     ) -> int:  # fmt: skip
         shape = _conv_shape(x, W, stride, padding)
-        a_conv, g_conv = _scratch("a", shape, x.dtype), _scratch("g", shape, x.dtype)
+        a_conv, g_conv = scratch("a", 0, shape, x.dtype), scratch("g", 0, shape, x.dtype)
         bad = int(kernels.maxpool2d_unpool(a, grad, argmax, a_conv, g_conv))
         if bad:
             return bad  # the caller raises; nothing more is computed

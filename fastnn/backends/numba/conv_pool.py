@@ -42,6 +42,8 @@ import math
 import numpy as np
 
 from ..._codes import IDENTITY, NEEDS_PREACTIVATION
+from .._scratch import scratch
+from ..numpy.conv import conv_output_hw
 from . import conv_nchw as nchw
 from . import conv_nhwc as nhwc
 from .activations import act_backward_row
@@ -51,7 +53,7 @@ from .conv_sparse import sparse_backward
 from .jit import specialize
 from .pool import maxpool_backward_images, maxpool_forward_images
 from .simd import fetch_add
-from .team import CHUNK, run_chunked, scratch
+from .team import CHUNK, run_chunked
 
 SPARSE_ROW = 16  # shortest receptive-field row (kw * C) for the sparse backward (Design D)
 
@@ -107,12 +109,6 @@ _BACKWARD = {
 }
 
 
-def _conv_shape(x: np.ndarray, W: np.ndarray, stride: int, padding: int) -> tuple:
-    (H, Wx), (kh, kw) = x.shape[2:], W.shape[2:]
-    return (x.shape[0], W.shape[0], (H + 2 * padding - kh) // stride + 1,
-            (Wx + 2 * padding - kw) // stride + 1)  # fmt: skip
-
-
 # Trusted entry points of the kernel contract (fastnn.backends._frontend checked the arguments).
 def conv2d_maxpool_forward(
     x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int, padding: int, act: int,
@@ -120,7 +116,7 @@ def conv2d_maxpool_forward(
 ) -> None:  # fmt: skip
     """out, argmax_out (n, F, Hq, Wq): the max pooling of act(conv(x, W) + b) (Design A)."""
     assert act not in NEEDS_PREACTIVATION  # the checks refuse it
-    shape = _conv_shape(x, W, stride, padding)
+    shape = (x.shape[0], W.shape[0], *conv_output_hw(x.shape, W.shape, stride, padding))
     plan = forward_plan(x, W, b, stride, padding, act, alpha, np.empty((0, *shape[1:]), x.dtype),
                         shape)  # fmt: skip
     run_chunked(_FORWARD[plan.kernel], x.shape[0], lambda k, counter: (
@@ -135,7 +131,7 @@ def conv2d_maxpool_backward(
 ) -> int:  # fmt: skip
     """Backward of :func:`conv2d_maxpool_forward` (Design B); returns the argmax indices
     outside the convolution's planes (skipped; the caller raises)."""
-    shape = _conv_shape(x, W, stride, padding)
+    shape = (x.shape[0], W.shape[0], *conv_output_hw(x.shape, W.shape, stride, padding))
     want_dx = grad_x_out is not None
     grad_x = grad_x_out if want_dx else x[:0]
     if W.shape[1] * W.shape[3] >= SPARSE_ROW:

@@ -36,7 +36,6 @@ F. Whether the team pays depends on the machine at run time: on a machine whose 
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -123,22 +122,6 @@ TEAM = Team()
 def chunks(n: int) -> int:
     """Chunks of CHUNK images in a batch of ``n``."""
     return -(-n // CHUNK)
-
-
-_scratch = threading.local()
-
-
-def scratch(name: str, k: int, shape: tuple, dtype: np.dtype) -> np.ndarray:
-    """A work array of thread k of the calling thread's team calls, kept between calls and
-    grown on demand: a new array of a few hundred KB per call is fresh pages, whose faults
-    cost more than the kernel at batch 32. Contents are undefined (zero it if needed)."""
-    bufs = _scratch.__dict__.setdefault("bufs", {})
-    key = (name, k, dtype)
-    size = math.prod(shape)
-    buf = bufs.get(key)
-    if buf is None or buf.shape[0] < size:
-        buf = bufs[key] = np.empty(max(size, 1), dtype)
-    return buf[:size].reshape(shape)
 
 
 def run_chunked(func: Callable, n: int, args_of: Callable[[int, np.ndarray], tuple]) -> None:
