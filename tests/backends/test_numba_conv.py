@@ -135,7 +135,7 @@ def test_maxpool2d_matches_the_reference(case, dtype):
         np.testing.assert_array_equal(actual, expected)
 
 
-@pytest.mark.parametrize(("kernel", "size"), [(2, 6), (3, 7)])
+@pytest.mark.parametrize(("kernel", "size"), [(2, 6), (3, 7), (2, 20)])  # 20: vector windows
 def test_maxpool2d_keeps_the_first_nan_of_a_window(kernel, size):
     x = np.arange(2 * 3 * size * size, dtype=np.float64).reshape(2, 3, size, size)
     x[1, 2, 1, 0] = np.nan
@@ -250,7 +250,8 @@ def test_a_cnn_fit_equals_the_numpy_backend():
 
 def test_the_conv_kernels_are_valid_python_without_jit():
     """With NUMBA_DISABLE_JIT=1 the conv and pooling kernels (and their SIMD helpers) run as
-    plain Python and still match the reference, in both kernel families."""
+    plain Python and still match the reference, in both kernel families (and the pooling's
+    full and half vectors)."""
     code = """
         import numpy as np
         from fastnn import _codes as C
@@ -258,7 +259,7 @@ def test_the_conv_kernels_are_valid_python_without_jit():
         from fastnn.backends.numba import conv_nhwc
         assert not hasattr(conv_nhwc.correlate, "py_func")  # really not compiled
         rng = np.random.default_rng(0)
-        for shape, s, p in (((2, 2, 7, 5), 2, 1), ((1, 1, 10, 10), 1, 0)):
+        for shape, s, p in (((2, 2, 7, 5), 2, 1), ((1, 1, 14, 14), 1, 0)):  # pools 1, 6 wide
             x = rng.standard_normal(shape)
             W, b = rng.standard_normal((3, shape[1], 3, 3)), rng.standard_normal(3)
             ho, wo = (shape[2] + 2 * p - 3) // s + 1, (shape[3] + 2 * p - 3) // s + 1
