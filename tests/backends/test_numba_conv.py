@@ -40,6 +40,7 @@ SHAPES = [
     (2, 3, 16, 16, 10, 3, 3, 1, 1),  # rows with padding and an input gradient
     (5, 2, 8, 8, 6, 2, 2, 2, 0),  # stride 2, even kernel
     (3, 9, 6, 6, 33, 1, 1, 1, 0),  # 1x1 kernel, F and C not multiples of the lanes
+    (2, 16, 6, 6, 48, 3, 3, 1, 1),  # 512-bit blocks of filters, 2 + 1 (input gradient: 1)
 ]
 SHAPE_IDS = ["x".join(map(str, s)) for s in SHAPES]
 
