@@ -32,10 +32,12 @@ F. Under ``NUMBA_DISABLE_JIT=1`` the same names are plain Python (NumPy slices),
    stay valid Python, as the rest of the package.
 G. ``wide_vfma``/``wide_vcopy`` are the same operations on 512-bit vectors (16 float32 or 8
    float64; two 256-bit halves on a CPU without AVX-512). Which width wins was measured per
-   kernel: the convolutions run slower on 512 bits (Intel Xeon with AVX-512, conv2 of MNIST_99:
-   41.6-51.5 against 31.3-37.8 ms per batch of 256), the sparse dense-layer forward of
-   :mod:`.sparse` faster (784 -> 128 on MNIST digits, 1024 rows, one thread: 1.48 against
-   1.70 ms on 256 bits and 2.05 ms for the loops LLVM vectorized; median of 40, interleaved).
+   kernel and block shape: the convolutions' first 512-bit blocks ran slower (Intel Xeon with
+   AVX-512, conv2 of MNIST_99: 41.6-51.5 against 31.3-37.8 ms per batch of 256), a block of 8
+   pixels x 2 wide vectors of filters faster (:mod:`.conv_nhwc` Design E), and the sparse
+   dense-layer forward of :mod:`.sparse` faster (784 -> 128 on MNIST digits, 1024 rows, one
+   thread: 1.48 against 1.70 ms on 256 bits and 2.05 ms for the loops LLVM vectorized; median
+   of 40, interleaved).
 H. :func:`vpool2` pools V tiling 2 x 2 windows in registers: the two rows' even and odd
    elements are split by shuffles, so the value and the index of each maximum are vector
    selects. LLVM left the scalar loop of :mod:`.pool` at 4 lanes with scalar tails: it took
