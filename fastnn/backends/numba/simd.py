@@ -110,6 +110,14 @@ def _stack_array(typingctx, size, like):  # noqa: ANN001, ANN202
     return arrty(size, like), codegen
 
 
+def _splat(builder, vty, scalar):  # noqa: ANN001, ANN202
+    """A vector of ``vty`` with ``scalar`` in every lane."""
+    undef = ir.Constant(vty, ir.Undefined)
+    one = builder.insert_element(undef, scalar, ir.IntType(32)(0))
+    return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(ir.IntType(32),
+                                                                      vty.count), [0] * vty.count))
+
+
 def _vfma_for(nbytes: int):  # noqa: ANN202
     @intrinsic
     def _vfma(typingctx, acc, ai, w, wi, a):  # noqa: ANN001, ANN202
@@ -119,10 +127,7 @@ def _vfma_for(nbytes: int):  # noqa: ANN202
             pacc, vty = _vector_pointer(context, builder, sig.args[0], args[0], args[1], nbytes)
             pw, _ = _vector_pointer(context, builder, sig.args[2], args[2], args[3], nbytes)
             scalar = context.cast(builder, args[4], sig.args[4], sig.args[0].dtype)
-            undef = ir.Constant(vty, ir.Undefined)
-            one = builder.insert_element(undef, scalar, ir.IntType(32)(0))
-            zeros = ir.Constant(ir.VectorType(ir.IntType(32), vty.count), [0] * vty.count)
-            splat = builder.shuffle_vector(one, undef, zeros)
+            splat = _splat(builder, vty, scalar)
             suffix = "f32" if sig.args[0].dtype.bitwidth == 32 else "f64"
             fnty = ir.FunctionType(vty, [vty, vty, vty])
             name = f"llvm.fma.v{vty.count}{suffix}"
@@ -200,14 +205,6 @@ def _load(typingctx, arr, i):  # noqa: ANN001, ANN202
         return builder.load(builder.gep(data, [args[1]]))
 
     return sig, codegen
-
-
-def _splat(builder, vty, scalar):  # noqa: ANN001, ANN202
-    """A vector of ``vty`` with ``scalar`` in every lane."""
-    undef = ir.Constant(vty, ir.Undefined)
-    one = builder.insert_element(undef, scalar, ir.IntType(32)(0))
-    return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(ir.IntType(32),
-                                                                      vty.count), [0] * vty.count))
 
 
 def _vpool2_for(nbytes: int):  # noqa: ANN202
